@@ -1,0 +1,406 @@
+/**
+ * Workers claim executions of one queue and run their handlers.
+ *
+ * @since 0.1.0
+ */
+import { Cause, Clock, Context, Duration, Effect, Exit, Fiber, FiberSet, Layer, PubSub, Queue, Schedule } from "effect"
+import type { Scope } from "effect"
+import { AttemptTimedOut, InvalidConfig, type StoreError } from "./Errors.ts"
+import { Execution } from "./Execution.ts"
+import { makeBatcher } from "./internal/Batcher.ts"
+import { decodeJson, encodeJson } from "./internal/codec.ts"
+import { makeInterpreter } from "./internal/Interpreter.ts"
+import { Registry } from "./internal/Registry.ts"
+import type { AttemptOutcome, ChildRecord, ClaimedExecution, NewChild, StepRecord } from "./internal/Store.ts"
+import { Store } from "./internal/Store.ts"
+import { uuid } from "./internal/uuid.ts"
+import { type AnyTask, retryDelayMillis } from "./Task.ts"
+
+/** Settings of one worker. */
+export interface WorkerOptions {
+  /** The queue to work. Default `"default"`. */
+  readonly queue?: string | undefined
+  /** Handlers running at once. Default 10. */
+  readonly concurrency?: number | undefined
+  /** Most executions taken by one claim statement. Default `concurrency`. */
+  readonly claimBatch?: number | undefined
+  /** How long a claim holds an execution without a heartbeat. Default 30 seconds. */
+  readonly leaseDuration?: Duration.Input | undefined
+  /** How often leases are extended. Default a third of `leaseDuration`. */
+  readonly heartbeatInterval?: Duration.Input | undefined
+  /**
+   * The safety net under LISTEN/NOTIFY and timers: how often the worker
+   * claims, promotes due work and recovers expired leases anyway. Default 2 seconds.
+   */
+  readonly pollInterval?: Duration.Input | undefined
+  /** On shutdown, how long running handlers may finish before they are interrupted and released. Default 10 seconds. */
+  readonly shutdownGrace?: Duration.Input | undefined
+  /** Durable sleeps up to this long are awaited in the worker; longer ones park the execution. Default 1 second. */
+  readonly inlineSleep?: Duration.Input | undefined
+}
+
+/** A running worker. */
+export class Worker extends Context.Service<Worker, {
+  readonly id: string
+  readonly queue: string
+  /** Handlers running right now. */
+  readonly running: Effect.Effect<number>
+}>()("effect-conductor/Worker") {
+  /**
+   * Starts a worker for the layer's lifetime. Closing the layer's scope stops
+   * claiming, lets running handlers finish within `shutdownGrace`, then
+   * interrupts and releases the rest without using up their attempt.
+   */
+  static readonly layer = (options: WorkerOptions = {}): Layer.Layer<Worker, InvalidConfig, Store | Registry> =>
+    Layer.effect(Worker, make(options))
+}
+
+type Stop =
+  | { readonly _tag: "Cancel"; readonly reason: string }
+  | { readonly _tag: "Suspend"; readonly until: number | undefined }
+  | { readonly _tag: "Shutdown" }
+  | { readonly _tag: "Lost" }
+
+interface RunControl {
+  stop: Stop | undefined
+  fiber: Fiber.Fiber<unknown, unknown> | undefined
+}
+
+const millis = (input: Duration.Input | undefined, fallback: number) =>
+  input === undefined ? fallback : Duration.toMillis(input)
+
+const validate = (options: WorkerOptions) =>
+  Effect.gen(function*() {
+    const concurrency = options.concurrency ?? 10
+    if (!Number.isInteger(concurrency) || concurrency < 1) {
+      return yield* new InvalidConfig({ message: `Worker concurrency must be a positive integer, got ${concurrency}` })
+    }
+    const claimBatch = options.claimBatch ?? concurrency
+    if (!Number.isInteger(claimBatch) || claimBatch < 1) {
+      return yield* new InvalidConfig({ message: `Worker claimBatch must be a positive integer, got ${claimBatch}` })
+    }
+    const leaseMillis = millis(options.leaseDuration, 30_000)
+    const heartbeatMillis = millis(options.heartbeatInterval, leaseMillis / 3)
+    if (!(leaseMillis > 0) || !(heartbeatMillis > 0) || heartbeatMillis >= leaseMillis) {
+      return yield* new InvalidConfig({
+        message: `Worker heartbeatInterval (${heartbeatMillis} ms) must be positive and shorter than leaseDuration (${leaseMillis} ms)`
+      })
+    }
+    return {
+      queue: options.queue ?? "default",
+      concurrency,
+      claimBatch,
+      leaseMillis,
+      heartbeatMillis,
+      pollMillis: millis(options.pollInterval, 2_000),
+      graceMillis: millis(options.shutdownGrace, 10_000),
+      inlineSleepMillis: millis(options.inlineSleep, 1_000)
+    }
+  })
+
+const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidConfig, Store | Registry | Scope.Scope> =>
+  Effect.gen(function*() {
+    const config = yield* validate(options)
+    const store = yield* Store
+    const registry = yield* Registry
+    const workerId = uuid()
+    const { queue } = config
+
+    // --- the store's clock, read locally ---------------------------------
+    let offset = 0
+    const storeNow = Effect.map(Clock.currentTimeMillis, (now) => now + offset)
+    const refreshOffset = Effect.gen(function*() {
+      const before = yield* Clock.currentTimeMillis
+      const remote = yield* store.now
+      const after = yield* Clock.currentTimeMillis
+      offset = remote - (before + after) / 2
+    })
+
+    // --- state -------------------------------------------------------------
+    const runs = new Map<string, RunControl>()
+    /** Leases held: handler running, or outcome not yet committed. */
+    const leased = new Set<string>()
+    let free = config.concurrency
+    let backlog = false
+    let stopping = false
+    const wakeups = yield* Queue.sliding<void>(1)
+    const wake = Queue.offer(wakeups, undefined)
+
+    const stop = (id: string, reason: Stop) =>
+      Effect.suspend(() => {
+        const control = runs.get(id)
+        if (control === undefined || control.stop !== undefined) return Effect.void
+        control.stop = reason
+        return control.fiber === undefined ? Effect.void : Effect.forkDetach(Fiber.interrupt(control.fiber))
+      }).pipe(Effect.asVoid)
+
+    // --- timers: wake at the earliest known due time ------------------------
+    let armed: number | undefined
+    const rearm = yield* Queue.sliding<void>(1)
+    const arm = (at: number) =>
+      Effect.suspend(() => {
+        if (armed !== undefined && armed <= at) return Effect.void
+        armed = at
+        return Queue.offer(rearm, undefined)
+      })
+    const promote = Effect.gen(function*() {
+      const next = yield* store.promoteDue
+      if (next !== undefined) yield* arm(next)
+    }).pipe(Effect.catch((error) => Effect.logWarning("effect-conductor: promoting due work failed", error)))
+
+    // --- batched writes (group commit) ---------------------------------------
+    const retryWrites = Schedule.exponential("20 millis").pipe(Schedule.upTo({ duration: Duration.millis(config.leaseMillis) }))
+    const finish = yield* makeBatcher(
+      (outcomes: ReadonlyArray<AttemptOutcome>) =>
+        Effect.as(Effect.retry(store.finish(workerId, outcomes), retryWrites), outcomes.map(() => undefined)),
+      { maxBatch: 1000 }
+    )
+    const recordStep = yield* makeBatcher(
+      (items: ReadonlyArray<{ readonly executionId: string; readonly record: Omit<StepRecord, "recordedAt"> }>) =>
+        store.recordSteps(workerId, items),
+      { maxBatch: 500 }
+    )
+    const startChild = yield* makeBatcher(
+      (children: ReadonlyArray<NewChild>) => store.startChildren(workerId, children),
+      { maxBatch: 500 }
+    )
+
+    // --- one attempt -------------------------------------------------------
+    const outcomeOf = (
+      claimed: ClaimedExecution,
+      task: AnyTask,
+      exit: Exit.Exit<unknown, unknown>,
+      stopped: Stop | undefined
+    ): Effect.Effect<AttemptOutcome | undefined> =>
+      Effect.gen(function*() {
+        const id = claimed.id
+        if (stopped !== undefined) {
+          switch (stopped._tag) {
+            case "Lost":
+              return undefined
+            case "Cancel":
+              return { _tag: "Cancelled", id, reason: stopped.reason }
+            case "Suspend":
+              return { _tag: "Suspended", id, until: stopped.until }
+            case "Shutdown":
+              return { _tag: "Released", id }
+          }
+        }
+        const retry = claimed.attempt < claimed.maxAttempts
+          ? retryDelayMillis(task, claimed.attempt, Math.random())
+          : undefined
+        if (Exit.isSuccess(exit)) {
+          const encoded = yield* Effect.exit(encodeJson(task.codecs.success, exit.value))
+          if (Exit.isSuccess(encoded)) return { _tag: "Completed", id, result: encoded.value }
+          return {
+            _tag: "Failed",
+            id,
+            error: { _tag: "Defect", message: `The handler's result does not match the success schema of ${task.name}: ${Cause.pretty(encoded.cause)}` },
+            retryDelayMillis: retry
+          }
+        }
+        const failure = exit.cause.reasons.find((reason) => reason._tag === "Fail")
+        if (failure !== undefined) {
+          const encoded = yield* Effect.exit(encodeJson(task.codecs.error, failure.error))
+          if (Exit.isSuccess(encoded)) {
+            return { _tag: "Failed", id, error: { _tag: "Typed", value: encoded.value }, retryDelayMillis: retry }
+          }
+        }
+        return { _tag: "Failed", id, error: { _tag: "Defect", message: Cause.pretty(exit.cause) }, retryDelayMillis: retry }
+      })
+
+    const runHandler = (claimed: ClaimedExecution, task: AnyTask, control: RunControl) =>
+      Effect.gen(function*() {
+        const handler = registry.get(claimed.task)!
+        const decoded = yield* Effect.exit(decodeJson(task.codecs.payload, claimed.payload))
+        if (Exit.isFailure(decoded)) {
+          // A stored payload that no longer decodes fails for good, once.
+          return {
+            _tag: "Failed",
+            id: claimed.id,
+            error: {
+              _tag: "Defect",
+              message: `The stored payload of ${task.name} ${claimed.id} no longer decodes: ${Cause.pretty(decoded.cause)}`
+            },
+            retryDelayMillis: undefined
+          } satisfies AttemptOutcome
+        }
+        const abort = new AbortController()
+        const ops = makeInterpreter({
+          executionId: claimed.id,
+          attempt: claimed.attempt,
+          store,
+          recordStep: (record) => recordStep({ executionId: claimed.id, record }),
+          startChild: (child): Effect.Effect<ChildRecord | undefined, StoreError> => startChild(child),
+          now: storeNow,
+          inlineSleepMillis: config.inlineSleepMillis,
+          suspend: (until) => stop(claimed.id, { _tag: "Suspend", until }),
+          leaseLost: Effect.andThen(stop(claimed.id, { _tag: "Lost" }), Effect.never)
+        })
+        let effect = Effect.provideService(
+          handler.run(decoded.value),
+          Execution,
+          Execution.of({
+            id: claimed.id,
+            task: claimed.task,
+            attempt: claimed.attempt,
+            maxAttempts: claimed.maxAttempts,
+            parentId: claimed.parentId,
+            signal: abort.signal,
+            ops
+          })
+        )
+        if (task.timeout !== undefined) {
+          const timeoutMillis = Duration.toMillis(task.timeout)
+          effect = Effect.timeoutOrElse(effect, {
+            duration: task.timeout,
+            orElse: () =>
+              Effect.die(new AttemptTimedOut({
+                task: task.name,
+                timeoutMillis,
+                message: `Attempt ${claimed.attempt} of ${task.name} ${claimed.id} timed out after ${timeoutMillis} ms`
+              }))
+          })
+        }
+        const fiber = yield* Effect.forkChild(effect, { startImmediately: true })
+        control.fiber = fiber
+        if (control.stop !== undefined) yield* Fiber.interrupt(fiber)
+        const exit = yield* Fiber.await(fiber)
+        abort.abort()
+        return yield* outcomeOf(claimed, task, exit, control.stop)
+      })
+
+    const execute = (claimed: ClaimedExecution) =>
+      Effect.gen(function*() {
+        const task = registry.get(claimed.task)!.task
+        const control: RunControl = { stop: undefined, fiber: undefined }
+        runs.set(claimed.id, control)
+        const outcome = yield* runHandler(claimed, task, control).pipe(
+          Effect.ensuring(Effect.suspend(() => {
+            runs.delete(claimed.id)
+            free++
+            return backlog && !stopping ? wake : Effect.void
+          }))
+        )
+        if (outcome === undefined) return
+        yield* finish(outcome).pipe(
+          Effect.catch((error) => Effect.logWarning(`effect-conductor: writing the outcome of ${claimed.id} failed`, error))
+        )
+        if (outcome._tag === "Suspended" && outcome.until !== undefined) yield* arm(outcome.until)
+        if (outcome._tag === "Failed" && outcome.retryDelayMillis !== undefined) {
+          yield* arm((yield* storeNow) + outcome.retryDelayMillis)
+        }
+      }).pipe(Effect.ensuring(Effect.sync(() => leased.delete(claimed.id))))
+
+    // --- claiming ----------------------------------------------------------
+    const fibers = yield* FiberSet.make<unknown, unknown>()
+    const claimLoop = Effect.gen(function*() {
+      while (true) {
+        yield* Queue.take(wakeups)
+        while (!stopping && free > 0) {
+          const tasks = registry.tasksOfQueue(queue)
+          if (tasks.length === 0) break
+          const limit = Math.min(free, config.claimBatch)
+          const claimed = yield* store.claim({ queue, tasks, limit, workerId, leaseMillis: config.leaseMillis }).pipe(
+            Effect.catch((error) => Effect.as(Effect.logWarning("effect-conductor: claim failed", error), []))
+          )
+          backlog = claimed.length === limit
+          for (const execution of claimed) {
+            free--
+            leased.add(execution.id)
+            yield* FiberSet.run(fibers, execute(execution))
+          }
+          if (claimed.length < limit) break
+        }
+      }
+    })
+
+    // --- heartbeats: extend leases, notice lost ones and cancel requests ----
+    let lastHeartbeat = yield* Clock.currentTimeMillis
+    const heartbeat = Effect.gen(function*() {
+      const ids = [...leased]
+      const result = yield* Effect.exit(store.heartbeat(workerId, ids, config.leaseMillis))
+      const now = yield* Clock.currentTimeMillis
+      if (Exit.isSuccess(result)) {
+        lastHeartbeat = now
+        for (const id of result.value.lost) yield* stop(id, { _tag: "Lost" })
+        for (const { id, reason } of result.value.cancelRequested) yield* stop(id, { _tag: "Cancel", reason })
+      } else if (now - lastHeartbeat >= config.leaseMillis) {
+        // Our leases may have expired and been taken over: stop everything we run.
+        yield* Effect.logWarning("effect-conductor: leases could not be renewed; interrupting handlers", result.cause)
+        for (const id of runs.keys()) yield* stop(id, { _tag: "Lost" })
+      }
+    })
+
+    // --- signals: work, cancel requests, due-time changes -----------------
+    const subscription = yield* store.signals
+    const onSignals = Effect.gen(function*() {
+      while (true) {
+        const signal = yield* PubSub.take(subscription)
+        switch (signal._tag) {
+          case "Work":
+            if (signal.queue === queue) yield* wake
+            break
+          case "Cancel":
+            for (const id of signal.ids) yield* stop(id, { _tag: "Cancel", reason: "cancelled" })
+            break
+          case "Scheduled":
+            yield* promote
+            break
+          case "Reconnected":
+            yield* promote
+            yield* wake
+            break
+        }
+      }
+    })
+
+    const timer = Effect.gen(function*() {
+      while (true) {
+        if (armed === undefined) {
+          yield* Queue.take(rearm)
+          continue
+        }
+        const delay = armed - (yield* storeNow)
+        if (delay > 0) {
+          yield* Effect.raceFirst(Effect.sleep(Duration.millis(delay)), Queue.take(rearm))
+          continue
+        }
+        armed = undefined
+        yield* promote
+      }
+    })
+
+    const maintenance = Effect.gen(function*() {
+      yield* refreshOffset.pipe(Effect.catch(() => Effect.void))
+      yield* store.recoverExpiredLeases.pipe(
+        Effect.catch((error) => Effect.as(Effect.logWarning("effect-conductor: lease recovery failed", error), 0))
+      )
+      yield* promote
+      yield* wake
+    })
+
+    yield* Effect.forkScoped(onSignals)
+    yield* Effect.forkScoped(Effect.repeat(heartbeat, Schedule.spaced(Duration.millis(config.heartbeatMillis))))
+    yield* Effect.forkScoped(timer)
+    // The first maintenance pass catches up on what happened while no worker ran.
+    yield* Effect.forkScoped(Effect.repeat(maintenance, Schedule.spaced(Duration.millis(config.pollMillis))))
+    const claimer = yield* Effect.forkScoped(claimLoop)
+
+    // --- shutdown ------------------------------------------------------------
+    // Registered last, so it runs first: the loops above are still alive while
+    // running handlers finish and their outcomes are written.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        stopping = true
+        yield* Fiber.interrupt(claimer)
+        const drained = yield* Effect.timeoutOption(FiberSet.awaitEmpty(fibers), Duration.millis(config.graceMillis))
+        if (drained._tag === "None") {
+          for (const id of runs.keys()) yield* stop(id, { _tag: "Shutdown" })
+          yield* FiberSet.awaitEmpty(fibers)
+        }
+      })
+    )
+
+    return Worker.of({ id: workerId, queue, running: Effect.sync(() => runs.size) })
+  })

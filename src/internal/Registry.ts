@@ -1,0 +1,37 @@
+import { Context, Effect, Layer } from "effect"
+import type { AnyTask } from "../Task.ts"
+
+/** A registered handler: the task's contract plus the Effect that runs one attempt. */
+export interface RegisteredHandler {
+  readonly task: AnyTask
+  /** Runs one attempt with the decoded payload; services of the registering layer are already provided. */
+  readonly run: (payload: unknown) => Effect.Effect<unknown, unknown, import("../Execution.ts").Execution>
+}
+
+/**
+ * The handlers known to this process, filled in by `Task.toLayer` layers and
+ * read by workers at every claim (so a handler registered late is picked up).
+ */
+export class Registry extends Context.Service<Registry, {
+  readonly register: (handler: RegisteredHandler) => Effect.Effect<void>
+  readonly get: (task: string) => RegisteredHandler | undefined
+  readonly tasksOfQueue: (queue: string) => ReadonlyArray<string>
+}>()("effect-conductor/internal/Registry") {
+  static readonly layer = Layer.sync(Registry, () => {
+    const handlers = new Map<string, RegisteredHandler>()
+    return Registry.of({
+      register: (handler) =>
+        Effect.sync(() => {
+          handlers.set(handler.task.name, handler)
+        }),
+      get: (task) => handlers.get(task),
+      tasksOfQueue: (queue) => {
+        const names: Array<string> = []
+        for (const handler of handlers.values()) {
+          if (handler.task.queue === queue) names.push(handler.task.name)
+        }
+        return names
+      }
+    })
+  })
+}

@@ -1,0 +1,249 @@
+/**
+ * The persistence interface the engine (Conductor, Worker, the durable-op
+ * interpreter) is written against. `PgStore` and `MemoryStore` implement it;
+ * nothing above this file knows which one it talks to.
+ *
+ * Times are epoch milliseconds read from the store's own clock (Postgres
+ * `now()`, or Effect's `Clock` in memory). Values are JSON (already encoded
+ * with the task's schemas).
+ */
+import { Context } from "effect"
+import type { Effect, PubSub, Scope } from "effect"
+import type { StoreError } from "../Errors.ts"
+
+export type Json = unknown
+
+/** The states of an unfinished execution (see migrations/0001). */
+export type ActiveStatus = "pending" | "scheduled" | "running" | "waiting"
+export type FinalStatus = "completed" | "failed" | "cancelled"
+export type Status = ActiveStatus | FinalStatus
+
+export interface NewExecution {
+  readonly id: string
+  readonly task: string
+  readonly queue: string
+  readonly payload: Json
+  readonly priority: number
+  readonly maxAttempts: number
+  /** Absolute time, or undefined for "now". */
+  readonly runAt?: number | undefined
+  /** Relative delay from the store's now (ms); ignored when runAt is set. */
+  readonly delayMillis?: number | undefined
+  readonly dedupeKey?: string | undefined
+  readonly parentId?: string | undefined
+  readonly parentStep?: string | undefined
+}
+
+/** A child execution started from a parent's durable `invoke`. */
+export interface NewChild extends NewExecution {
+  readonly parentId: string
+  readonly parentStep: string
+  /** The parent's attempt, recorded on its step. */
+  readonly attempt: number
+  /** Store-clock deadline is now + this; undefined for none. */
+  readonly timeoutMillis: number | undefined
+}
+
+/** The value of a "child" step. */
+export interface ChildRecord {
+  readonly id: string
+  /** Store-clock ms after which the parent stops waiting; undefined for none. */
+  readonly deadline: number | undefined
+}
+
+export interface InsertResult {
+  readonly id: string
+  /** false when a dedupe key matched an unfinished execution, whose id is returned */
+  readonly created: boolean
+}
+
+export interface ClaimedExecution {
+  readonly id: string
+  readonly task: string
+  readonly queue: string
+  readonly payload: Json
+  /** This attempt's number (1-based), already counted. */
+  readonly attempt: number
+  readonly maxAttempts: number
+  readonly parentId: string | undefined
+}
+
+/** The record of one durable operation inside an execution. */
+export interface StepRecord {
+  readonly name: string
+  readonly kind: "step" | "sleep" | "child"
+  /** step: encoded success; sleep: wake time (ms); child: { id, deadline } */
+  readonly value: Json
+  /** step only: encoded declared failure (then value is null) */
+  readonly error: Json | undefined
+  readonly attempt: number
+  readonly recordedAt: number
+}
+
+export interface ExecutionRow {
+  readonly id: string
+  readonly task: string
+  readonly queue: string
+  readonly status: Status
+  readonly priority: number
+  readonly payload: Json
+  readonly attempts: number
+  readonly maxAttempts: number
+  readonly runAt: number | undefined
+  readonly dedupeKey: string | undefined
+  readonly parentId: string | undefined
+  readonly parentStep: string | undefined
+  /** completed: the encoded success */
+  readonly result: Json | undefined
+  /** failed: the final error; active: the last failed attempt's error */
+  readonly error: ErrorRecord | undefined
+  readonly cancelReason: string | undefined
+  readonly createdAt: number
+  readonly startedAt: number | undefined
+  readonly finishedAt: number | undefined
+}
+
+/**
+ * A stored failure. `typed` failures hold the task's error encoded with its
+ * schema in `value`; defects hold a readable `message` (and stack when known).
+ */
+export type ErrorRecord =
+  | { readonly _tag: "Typed"; readonly value: Json }
+  | { readonly _tag: "Defect"; readonly message: string }
+  | { readonly _tag: "Cancelled"; readonly reason: string }
+
+/** The end of an execution as `result` reports it. */
+export interface Outcome {
+  readonly id: string
+  readonly task: string
+  readonly status: FinalStatus
+  readonly attempts: number
+  readonly result: Json | undefined
+  readonly error: ErrorRecord | undefined
+}
+
+/** A worker's finished attempt, written back in a batch and fenced by its lease. */
+export type AttemptOutcome =
+  | { readonly _tag: "Completed"; readonly id: string; readonly result: Json }
+  /** retryAt undefined: no attempts left, the execution fails for good */
+  | { readonly _tag: "Failed"; readonly id: string; readonly error: ErrorRecord; readonly retryDelayMillis: number | undefined }
+  /** Given back without using up the attempt (shutdown). */
+  | { readonly _tag: "Released"; readonly id: string }
+  /**
+   * Suspended until `until` (store clock; undefined: no deadline) or until
+   * woken by what it waits for (a child finishing), whichever comes first.
+   * The attempt is given back.
+   */
+  | { readonly _tag: "Suspended"; readonly id: string; readonly until: number | undefined }
+  /** A cancel request reached the running handler, which stopped. */
+  | { readonly _tag: "Cancelled"; readonly id: string; readonly reason: string }
+
+/** Cross-process signals: new work, cancel requests, finished executions. */
+export type Signal =
+  | { readonly _tag: "Work"; readonly queue: string }
+  /** Something was scheduled for later: workers re-read the earliest due time. */
+  | { readonly _tag: "Scheduled" }
+  | { readonly _tag: "Cancel"; readonly ids: ReadonlyArray<string> }
+  | { readonly _tag: "Finished" }
+  /** The signal connection was re-established: anything may have been missed. */
+  | { readonly _tag: "Reconnected" }
+
+export interface HeartbeatResult {
+  /** Executions this worker no longer owns (lease expired and recovered, or finished elsewhere). */
+  readonly lost: ReadonlyArray<string>
+  /** Executions with a pending cancel request (fallback when a NOTIFY was lost). */
+  readonly cancelRequested: ReadonlyArray<{ readonly id: string; readonly reason: string }>
+}
+
+export type CancelResult =
+  /** It was not running and is now cancelled. */
+  | "cancelled"
+  /** It is running; the worker was asked to stop it. */
+  | "requested"
+  /** It had already finished (completed, failed or cancelled). */
+  | "finished"
+  | "not-found"
+
+export interface StoreService {
+  /** A human-readable name ("postgres", "memory"), for logs. */
+  readonly kind: string
+  /** Milliseconds on the store's clock. */
+  readonly now: Effect.Effect<number, StoreError>
+
+  /** Writes executions in one statement; joins the caller's transaction when there is one. */
+  readonly insert: (executions: ReadonlyArray<NewExecution>) => Effect.Effect<ReadonlyArray<InsertResult>, StoreError>
+
+  /**
+   * Claims up to `limit` pending executions of `tasks` in `queue`, highest
+   * priority first then oldest run_at, counting an attempt and leasing each
+   * to `workerId` for `leaseMillis`.
+   */
+  readonly claim: (options: {
+    readonly queue: string
+    readonly tasks: ReadonlyArray<string>
+    readonly limit: number
+    readonly workerId: string
+    readonly leaseMillis: number
+  }) => Effect.Effect<ReadonlyArray<ClaimedExecution>, StoreError>
+
+  /**
+   * Writes finished attempts back. Every write is fenced by the lease: an
+   * outcome for an execution `workerId` no longer owns changes nothing.
+   * Finishing an execution wakes its parent.
+   */
+  readonly finish: (workerId: string, outcomes: ReadonlyArray<AttemptOutcome>) => Effect.Effect<void, StoreError>
+
+  /** Extends the leases of `ids` held by `workerId`. */
+  readonly heartbeat: (workerId: string, ids: ReadonlyArray<string>, leaseMillis: number) => Effect.Effect<HeartbeatResult, StoreError>
+
+  /**
+   * Makes executions whose lease expired runnable again (or fails them for
+   * good when their attempts are used up). Returns how many it touched.
+   */
+  readonly recoverExpiredLeases: Effect.Effect<number, StoreError>
+
+  /**
+   * Moves due scheduled executions to pending and signals their queues.
+   * Returns the earliest run_at still in the future, if any.
+   */
+  readonly promoteDue: Effect.Effect<number | undefined, StoreError>
+
+  /** Cancels an execution (cascading to its unfinished descendants). */
+  readonly cancel: (id: string, reason: string) => Effect.Effect<CancelResult, StoreError>
+
+  readonly get: (id: string) => Effect.Effect<ExecutionRow | undefined, StoreError>
+  readonly children: (id: string) => Effect.Effect<ReadonlyArray<ExecutionRow>, StoreError>
+  readonly outcomes: (ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<Outcome>, StoreError>
+
+  // --- durable operations (all fenced by the lease of workerId) ---
+
+  /** The durable-op records of an execution, by name. */
+  readonly steps: (executionId: string) => Effect.Effect<ReadonlyArray<StepRecord>, StoreError>
+  /**
+   * Records steps (first writer wins). Returns, for each input in order, the
+   * record that is stored: the input's, or the earlier one a late writer adopts;
+   * undefined when the lease was lost.
+   */
+  readonly recordSteps: (
+    workerId: string,
+    records: ReadonlyArray<{ readonly executionId: string; readonly record: Omit<StepRecord, "recordedAt"> }>
+  ) => Effect.Effect<ReadonlyArray<StepRecord | undefined>, StoreError>
+  /**
+   * Starts child executions and records them as steps of their parents
+   * (kind "child", value { id, deadline }), once per (parent, step name).
+   * Returns what is recorded for each, in order (an earlier record wins);
+   * undefined when the parent's lease was lost.
+   */
+  readonly startChildren: (
+    workerId: string,
+    children: ReadonlyArray<NewChild>
+  ) => Effect.Effect<ReadonlyArray<ChildRecord | undefined>, StoreError>
+
+  /** Signals to every process using this store. Subscribe inside a scope. */
+  readonly signals: Effect.Effect<PubSub.Subscription<Signal>, never, Scope.Scope>
+  /** Sends a Work signal for a queue (folded: a burst costs one notification). */
+  readonly signalWork: (queue: string) => Effect.Effect<void>
+}
+
+/** The store service. Internal: users pick an implementation with `PgStore.layer` or `MemoryStore.layer`. */
+export class Store extends Context.Service<Store, StoreService>()("effect-conductor/internal/Store") {}

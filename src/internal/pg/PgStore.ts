@@ -1,0 +1,438 @@
+import { PgClient, PgTypes } from "@effect/sql-pg"
+import { Effect, Layer, PubSub, Queue, Result, Schedule } from "effect"
+import type { Scope } from "effect"
+import { SqlClient } from "effect/sql"
+import type { SqlError } from "effect/sql/SqlError"
+import { InvalidConfig, type SchemaTooNew, StoreError } from "../../Errors.ts"
+import type {
+  CancelResult,
+  ErrorRecord,
+  ExecutionRow,
+  Outcome,
+  Signal,
+  StepRecord,
+  StoreService
+} from "../Store.ts"
+import { Store } from "../Store.ts"
+import { makeFolder } from "../fold.ts"
+import { migrate, quoteIdent } from "./migrate.ts"
+import { queries } from "./queries.ts"
+
+/** Options of the Postgres store. */
+export interface PgStoreOptions {
+  /** The Postgres schema holding effect-conductor's tables. Default `"conductor"`. */
+  readonly schema?: string | undefined
+  /** Apply migrations when the layer starts. Default true. */
+  readonly migrate?: boolean | undefined
+}
+
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,39}$/
+
+const toStoreError = (operation: string) => (cause: SqlError) =>
+  new StoreError({ message: `${operation} failed: ${cause.message}`, cause })
+
+const ms = (value: unknown): number | undefined =>
+  value === null || value === undefined ? undefined : value instanceof Date ? value.getTime() : Number(value)
+
+const json = (value: unknown): string | null => value === undefined ? null : JSON.stringify(value)
+
+/**
+ * Typed array parameters: the driver infers an array's type from its values,
+ * which fails for empty or all-null arrays, so every array names its type.
+ * JSON travels as text and is cast in SQL, so JSON null and SQL NULL stay apart.
+ */
+const array = (oid: number) => (values: ReadonlyArray<unknown>) => Result.getOrThrow(PgTypes.array(values, oid))
+const uuids = array(PgTypes.OID.uuid)
+const texts = array(PgTypes.OID.text)
+const ints = array(PgTypes.OID.int4)
+const floats = array(PgTypes.OID.float8)
+
+const orUndefined = <A>(value: A | null | undefined): A | undefined => value === null ? undefined : value
+
+/** Signals travel on one channel per schema, so one LISTEN connection per process serves all of them. */
+const encodeSignal = (signal: Signal): string => {
+  switch (signal._tag) {
+    case "Work":
+      return `w:${signal.queue}`
+    case "Cancel":
+      return `c:${signal.ids.join(",")}`
+    case "Finished":
+      return "f"
+    case "Scheduled":
+      return "s"
+    case "Reconnected":
+      return "r"
+  }
+}
+
+const decodeSignal = (payload: string): Signal | undefined => {
+  switch (payload[0]) {
+    case "w":
+      return { _tag: "Work", queue: payload.slice(2) }
+    case "c":
+      return { _tag: "Cancel", ids: payload.slice(2).split(",") }
+    case "f":
+      return { _tag: "Finished" }
+    case "s":
+      return { _tag: "Scheduled" }
+    default:
+      return undefined
+  }
+}
+
+const rowToExecution = (row: any): ExecutionRow => ({
+  id: row.id,
+  task: row.task,
+  queue: row.queue,
+  status: row.status,
+  priority: row.priority,
+  payload: row.payload,
+  attempts: row.attempts,
+  maxAttempts: row.max_attempts,
+  runAt: ms(row.run_at),
+  dedupeKey: orUndefined(row.dedupe_key),
+  parentId: orUndefined(row.parent_id),
+  parentStep: orUndefined(row.parent_step),
+  result: orUndefined(row.result),
+  error: orUndefined(row.error) as ErrorRecord | undefined,
+  cancelReason: orUndefined(row.cancel_reason),
+  createdAt: ms(row.created_at)!,
+  startedAt: ms(row.started_at),
+  finishedAt: ms(row.finished_at)
+})
+
+/**
+ * Builds the Postgres store on the `PgClient` in context. The signal listener
+ * (one connection, one channel) lives as long as the scope.
+ */
+export const make = (
+  options: PgStoreOptions = {}
+): Effect.Effect<StoreService, StoreError | SchemaTooNew | InvalidConfig, PgClient.PgClient | Scope.Scope> =>
+  Effect.gen(function*() {
+    const schema = options.schema ?? "conductor"
+    if (!SCHEMA_NAME.test(schema)) {
+      return yield* new InvalidConfig({
+        message: `Invalid schema name "${schema}": use lowercase letters, digits and _ (at most 40 characters)`
+      })
+    }
+    const pg = yield* PgClient.PgClient
+    const sql = pg as SqlClient.SqlClient
+    if (options.migrate ?? true) yield* migrate(sql, schema)
+
+    const Q = queries(quoteIdent(schema))
+    const channel = `${schema}_conductor`
+    const run = <A extends object = any>(operation: string, text: string, params: ReadonlyArray<unknown> = []) =>
+      Effect.mapError(sql.unsafe<A>(text, params), toStoreError(operation))
+
+    // --- signals: one listener connection, re-subscribed after a loss ---
+    const hub = yield* PubSub.unbounded<Signal>()
+    yield* Effect.gen(function*() {
+      const queue = yield* pg.listen(channel)
+      yield* PubSub.publish(hub, { _tag: "Reconnected" })
+      while (true) {
+        const notification = yield* Queue.take(queue)
+        const signal = decodeSignal(notification.payload)
+        if (signal !== undefined) yield* PubSub.publish(hub, signal)
+      }
+    }).pipe(
+      Effect.scoped,
+      Effect.tapError((cause) => Effect.logWarning("effect-conductor: signal connection lost, reconnecting", cause)),
+      Effect.retry(Schedule.spaced("250 millis")),
+      Effect.forkScoped
+    )
+
+    const send = (signal: Signal) =>
+      pg.notify(channel, encodeSignal(signal)).pipe(
+        Effect.catch((cause) => Effect.logWarning("effect-conductor: NOTIFY failed", cause))
+      )
+    // A burst of Work signals for a queue costs one NOTIFY in flight plus one
+    // folded follow-up; the first goes out at once.
+    const scope = yield* Effect.scope
+    const workFolder = makeFolder(scope, (queue: string) => send({ _tag: "Work", queue }))
+    const finishedFolder = makeFolder(scope, (_: "f") => send({ _tag: "Finished" }))
+    const scheduledFolder = makeFolder(scope, (_: "s") => send({ _tag: "Scheduled" }))
+    const signalWork = (queue: string) => workFolder(queue)
+    const signalQueues = (queues: ReadonlyArray<string> | null | undefined) =>
+      queues && queues.length > 0 ? Effect.forEach(queues, signalWork, { discard: true }) : Effect.void
+
+    const insert: StoreService["insert"] = (executions) => {
+      if (executions.length === 0) return Effect.succeed([])
+      return Effect.gen(function*() {
+        const rows = yield* run<{ id: string; task: string; dedupe_key: string | null; queue: string; status: string; created: boolean }>(
+          "insert",
+          Q.insert,
+          [
+            uuids(executions.map((e) => e.id)),
+            texts(executions.map((e) => e.task)),
+            texts(executions.map((e) => e.queue)),
+            ints(executions.map((e) => e.priority)),
+            texts(executions.map((e) => JSON.stringify(e.payload ?? null))),
+            ints(executions.map((e) => e.maxAttempts)),
+            floats(executions.map((e) => e.runAt ?? null)),
+            floats(executions.map((e) => e.delayMillis ?? null)),
+            texts(executions.map((e) => e.dedupeKey ?? null)),
+            uuids(executions.map((e) => e.parentId ?? null)),
+            texts(executions.map((e) => e.parentStep ?? null))
+          ]
+        )
+        const queues = new Set(rows.filter((row) => row.created && row.status === "pending").map((row) => row.queue))
+        const scheduled = rows.some((row) => row.created && row.status === "scheduled")
+        if (queues.size > 0 || scheduled) {
+          yield* sql.afterCommit(Effect.andThen(signalQueues([...queues]), scheduled ? scheduledFolder("s") : Effect.void))
+        }
+        const byId = new Map(rows.map((row) => [row.id, row]))
+        const byDedupe = new Map(rows.map((row) => [`${row.task}\u0000${row.dedupe_key}`, row]))
+        return executions.map((e) => {
+          const row = byId.get(e.id) ?? byDedupe.get(`${e.task}\u0000${e.dedupeKey}`)!
+          return { id: row.id, created: row.id === e.id && row.created }
+        })
+      })
+    }
+
+    const claim: StoreService["claim"] = (o) =>
+      Effect.map(
+        run<any>("claim", Q.claim, [o.queue, texts(o.tasks), o.limit, o.workerId, o.leaseMillis]),
+        (rows) =>
+          rows.map((row) => ({
+            id: row.id,
+            task: row.task,
+            queue: row.queue,
+            payload: row.payload,
+            attempt: row.attempts,
+            maxAttempts: row.max_attempts,
+            parentId: orUndefined(row.parent_id)
+          }))
+      )
+
+    const finish: StoreService["finish"] = (workerId, outcomes) =>
+      Effect.gen(function*() {
+        const final: Array<{ id: string; status: string; result: string | null; error: string | null }> = []
+        const requeue: Array<{ id: string; next: string; at: number | null; error: string | null }> = []
+        for (const o of outcomes) {
+          switch (o._tag) {
+            case "Completed":
+              final.push({ id: o.id, status: "completed", result: json(o.result ?? null), error: null })
+              break
+            case "Failed":
+              if (o.retryDelayMillis === undefined) {
+                final.push({ id: o.id, status: "failed", result: null, error: json(o.error) })
+              } else {
+                requeue.push({ id: o.id, next: "retry", at: o.retryDelayMillis, error: json(o.error) })
+              }
+              break
+            case "Cancelled":
+              final.push({
+                id: o.id,
+                status: "cancelled",
+                result: null,
+                error: json({ _tag: "Cancelled", reason: o.reason } satisfies ErrorRecord)
+              })
+              break
+            case "Released":
+              requeue.push({ id: o.id, next: "release", at: null, error: null })
+              break
+            case "Suspended":
+              requeue.push({ id: o.id, next: "suspend", at: o.until ?? null, error: null })
+              break
+          }
+        }
+        const queues = new Set<string>()
+        if (final.length > 0) {
+          const [row] = yield* run<{ finished: number; queues: Array<string> | null }>("finish", Q.finish, [
+            workerId,
+            uuids(final.map((f) => f.id)),
+            texts(final.map((f) => f.status)),
+            texts(final.map((f) => f.result)),
+            texts(final.map((f) => f.error))
+          ])
+          for (const queue of row?.queues ?? []) queues.add(queue)
+          if ((row?.finished ?? 0) > 0) yield* finishedFolder("f")
+        }
+        if (requeue.length > 0) {
+          const rows = yield* run<{ queue: string; status: string }>("requeue", Q.requeue, [
+            workerId,
+            uuids(requeue.map((r) => r.id)),
+            texts(requeue.map((r) => r.next)),
+            floats(requeue.map((r) => r.at)),
+            texts(requeue.map((r) => r.error))
+          ])
+          for (const row of rows) if (row.status === "pending") queues.add(row.queue)
+          if (rows.some((row) => row.status !== "pending")) yield* scheduledFolder("s")
+        }
+        yield* signalQueues([...queues])
+      })
+
+    const heartbeat: StoreService["heartbeat"] = (workerId, ids, leaseMillis) =>
+      ids.length === 0 ? Effect.succeed({ lost: [], cancelRequested: [] }) : Effect.map(
+        run<{ id: string; cancel_reason: string | null }>("heartbeat", Q.heartbeat, [workerId, uuids(ids), leaseMillis]),
+        (rows) => {
+          const kept = new Set(rows.map((row) => row.id))
+          return {
+            lost: ids.filter((id) => !kept.has(id)),
+            cancelRequested: rows.flatMap((row) =>
+              row.cancel_reason === null ? [] : [{ id: row.id, reason: row.cancel_reason }]
+            )
+          }
+        }
+      )
+
+    const recoverExpiredLeases = Effect.gen(function*() {
+      const [row] = yield* run<{ touched: number; queues: Array<string>; finished: number }>(
+        "recoverExpiredLeases",
+        Q.recoverExpired
+      )
+      yield* signalQueues(row?.queues)
+      if ((row?.finished ?? 0) > 0) yield* finishedFolder("f")
+      return row?.touched ?? 0
+    })
+
+    const promoteDue = Effect.gen(function*() {
+      const [row] = yield* run<{ queues: Array<string>; next_ms: number | null }>("promoteDue", Q.promoteDue)
+      yield* signalQueues(row?.queues)
+      return orUndefined(row?.next_ms)
+    })
+
+    const cancel: StoreService["cancel"] = (id, reason) =>
+      Effect.gen(function*() {
+        const [row] = yield* run<{
+          root_status: string | null
+          flagged: Array<string>
+          finished: number
+          queues: Array<string>
+          already_finished: boolean
+        }>("cancel", Q.cancel, [id, reason]).pipe(sql.withTransaction, Effect.mapError((e) =>
+          e._tag === "StoreError" ? e : toStoreError("cancel")(e)
+        ))
+        if (row === undefined) return "not-found" as CancelResult
+        if (row.flagged.length > 0) yield* send({ _tag: "Cancel", ids: row.flagged })
+        if (row.finished > 0) yield* finishedFolder("f")
+        yield* signalQueues(row.queues)
+        if (row.root_status === null) return row.already_finished ? "finished" : "not-found"
+        return row.root_status === "running" ? "requested" : "cancelled"
+      })
+
+    const get: StoreService["get"] = (id) =>
+      Effect.gen(function*() {
+        const active = yield* run("get", Q.getActive, [id])
+        if (active.length > 0) return rowToExecution(active[0])
+        const finished = yield* run("get", Q.getFinished, [id])
+        return finished.length > 0 ? rowToExecution(finished[0]) : undefined
+      })
+
+    const children: StoreService["children"] = (id) =>
+      Effect.gen(function*() {
+        const active = yield* run("children", Q.childrenActive, [id])
+        const finished = yield* run("children", Q.childrenFinished, [id])
+        return [...active, ...finished].map(rowToExecution).sort((a, b) => a.createdAt - b.createdAt)
+      })
+
+    const outcomes: StoreService["outcomes"] = (ids) =>
+      ids.length === 0 ? Effect.succeed([]) : Effect.map(
+        run<any>("outcomes", Q.outcomes, [uuids(ids)]),
+        (rows) =>
+          rows.map((row): Outcome => ({
+            id: row.id,
+            task: row.task,
+            status: row.status,
+            attempts: row.attempts,
+            result: orUndefined(row.result),
+            error: orUndefined(row.error)
+          }))
+      )
+
+    const toStep = (row: any): StepRecord => ({
+      name: row.name,
+      kind: row.kind,
+      value: row.value,
+      error: orUndefined(row.error),
+      attempt: row.attempt,
+      recordedAt: row.recorded_ms
+    })
+
+    const steps: StoreService["steps"] = (executionId) =>
+      Effect.map(run<any>("steps", Q.steps, [executionId]), (rows) => rows.map(toStep))
+
+    const recordSteps: StoreService["recordSteps"] = (workerId, records) =>
+      records.length === 0 ? Effect.succeed([]) : Effect.map(
+        run<any>("recordSteps", Q.recordSteps, [
+          workerId,
+          uuids(records.map((r) => r.executionId)),
+          texts(records.map((r) => r.record.name)),
+          texts(records.map((r) => r.record.kind)),
+          texts(records.map((r) => json(r.record.value ?? null))),
+          texts(records.map((r) => json(r.record.error))),
+          ints(records.map((r) => r.record.attempt))
+        ]),
+        (rows) => {
+          const found = new Map(rows.filter((row) => row.kind !== null).map((row) => [`${row.execution_id}\u0000${row.name}`, row]))
+          return records.map((r) => {
+            const row = found.get(`${r.executionId}\u0000${r.record.name}`)
+            return row === undefined ? undefined : toStep(row)
+          })
+        }
+      )
+
+    const startChildren: StoreService["startChildren"] = (workerId, list) =>
+      list.length === 0 ? Effect.succeed([]) : Effect.gen(function*() {
+        const rows = yield* run<{
+          parent_id: string
+          parent_step: string
+          child_id: string | null
+          deadline_ms: number | null
+          started_queue: string | null
+        }>(
+          "startChildren",
+          Q.startChildren,
+          [
+            workerId,
+            uuids(list.map((c) => c.id)),
+            texts(list.map((c) => c.task)),
+            texts(list.map((c) => c.queue)),
+            ints(list.map((c) => c.priority)),
+            texts(list.map((c) => JSON.stringify(c.payload ?? null))),
+            ints(list.map((c) => c.maxAttempts)),
+            floats(list.map((c) => c.delayMillis ?? null)),
+            uuids(list.map((c) => c.parentId)),
+            texts(list.map((c) => c.parentStep)),
+            ints(list.map((c) => c.attempt)),
+            floats(list.map((c) => c.timeoutMillis ?? null))
+          ]
+        )
+        yield* signalQueues([...new Set(rows.flatMap((row) => row.started_queue === null ? [] : [row.started_queue]))])
+        const found = new Map(rows.map((row) => [`${row.parent_id}\u0000${row.parent_step}`, row]))
+        return list.map((c) => {
+          const row = found.get(`${c.parentId}\u0000${c.parentStep}`)
+          return row === undefined || row.child_id === null
+            ? undefined
+            : { id: row.child_id, deadline: orUndefined(row.deadline_ms) }
+        })
+      })
+
+    const now = Effect.map(run<{ now: number }>("now", Q.now), (rows) => rows[0]!.now)
+
+    return {
+      kind: "postgres",
+      now,
+      insert,
+      claim,
+      finish,
+      heartbeat,
+      recoverExpiredLeases,
+      promoteDue,
+      cancel,
+      get,
+      children,
+      outcomes,
+      steps,
+      recordSteps,
+      startChildren,
+      signals: PubSub.subscribe(hub),
+      signalWork
+    } satisfies StoreService
+  })
+
+/** The Postgres store as a layer over a `PgClient`. */
+export const layer = (
+  options: PgStoreOptions = {}
+): Layer.Layer<Store, StoreError | SchemaTooNew | InvalidConfig, PgClient.PgClient> =>
+  Layer.effect(Store, make(options))

@@ -1,0 +1,316 @@
+/**
+ * The hot SQL of the Postgres store, one statement per operation, each over
+ * a whole batch (arrays in, `unnest` inside). `S` is the quoted schema name.
+ * Why each shape is fast is said next to it.
+ */
+
+const finishedColumns =
+  "id, task, queue, status, priority, payload, result, error, attempts, max_attempts, dedupe_key, parent_id, parent_step, created_at, started_at"
+
+/**
+ * Wakes the parents of the executions in CTE `moved` (which must return
+ * parent_id): each gets `wake = true` (a suspend that races with this finds it
+ * and stays runnable), and a parent already waiting becomes pending.
+ */
+const wakeParents = (S: string, exclude = "") => `
+  woken AS (
+    UPDATE ${S}.executions p
+    SET wake = true,
+        status = CASE WHEN p.status = 'waiting' THEN 'pending' ELSE p.status END,
+        run_at = CASE WHEN p.status = 'waiting' THEN now() ELSE p.run_at END,
+        updated_at = now()
+    WHERE p.id IN (SELECT parent_id FROM moved WHERE parent_id IS NOT NULL) ${exclude}
+    RETURNING p.queue, p.status
+  )`
+
+export const queries = (S: string) => ({
+  now: `SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS now`,
+
+  /**
+   * Many executions in one statement. Future run_at goes to 'scheduled' (out of
+   * the claim index). A dedupe key that matches an unfinished execution of the
+   * same task returns that row (the no-op update makes RETURNING see it).
+   */
+  insert: `
+    WITH input AS (
+      SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[],
+                           $7::float8[], $8::float8[], $9::text[], $10::uuid[], $11::text[])
+        AS t(id, task, queue, priority, payload, max_attempts, run_at_ms, delay_ms, dedupe_key, parent_id, parent_step)
+    ), timed AS (
+      SELECT input.*, COALESCE(to_timestamp(run_at_ms / 1000.0), now() + COALESCE(delay_ms, 0) * interval '1 millisecond') AS run_at
+      FROM input
+    )
+    INSERT INTO ${S}.executions AS e
+      (id, task, queue, status, priority, run_at, payload, max_attempts, dedupe_key, parent_id, parent_step)
+    SELECT id, task, queue, CASE WHEN run_at > now() THEN 'scheduled' ELSE 'pending' END,
+           priority, run_at, payload::jsonb, max_attempts, dedupe_key, parent_id, parent_step
+    FROM timed
+    ON CONFLICT (task, dedupe_key) WHERE dedupe_key IS NOT NULL
+      DO UPDATE SET dedupe_key = EXCLUDED.dedupe_key
+    RETURNING e.id, e.task, e.dedupe_key, e.queue, e.status, (xmax = 0) AS created,
+              (extract(epoch FROM e.run_at) * 1000)::float8 AS run_at_ms`,
+
+  /**
+   * Claims a batch: the partial claim index holds only 'pending' rows in claim
+   * order, so this reads `limit` index entries; SKIP LOCKED lets concurrent
+   * claimers take disjoint batches without waiting on each other.
+   */
+  claim: `
+    WITH picked AS (
+      SELECT id FROM ${S}.executions
+      WHERE status = 'pending' AND queue = $1 AND task = ANY($2::text[])
+      ORDER BY priority DESC, run_at, id
+      LIMIT $3
+      FOR UPDATE SKIP LOCKED
+    )
+    UPDATE ${S}.executions e
+    SET status = 'running', attempts = e.attempts + 1, lease_owner = $4,
+        lease_expires_at = now() + $5 * interval '1 millisecond',
+        started_at = COALESCE(e.started_at, now()), wake = false, updated_at = now()
+    FROM picked WHERE e.id = picked.id
+    RETURNING e.id, e.task, e.queue, e.payload, e.attempts, e.max_attempts, e.parent_id`,
+
+  /**
+   * Finishes a batch for good (completed / failed / cancelled): deletes the
+   * leased rows and inserts them into finished_executions in one statement.
+   * A cancel request that committed first turns a completion or failure into
+   * 'cancelled' with the requested reason.
+   * Fenced: only rows still leased to $1 move.
+   */
+  finish: `
+    WITH input AS (
+      SELECT id, status, result::jsonb, error::jsonb
+      FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[]) AS t(id, status, result, error)
+    ), done AS (
+      DELETE FROM ${S}.executions e USING input
+      WHERE e.id = input.id AND e.lease_owner = $1 AND e.status = 'running'
+      RETURNING e.*, input.status AS final_status, input.result AS final_result, input.error AS final_error
+    ), moved AS (
+      INSERT INTO ${S}.finished_executions (${finishedColumns})
+      SELECT id, task, queue,
+             CASE WHEN cancel_reason IS NOT NULL THEN 'cancelled' ELSE final_status END,
+             priority, payload,
+             CASE WHEN cancel_reason IS NOT NULL THEN NULL ELSE final_result END,
+             CASE WHEN cancel_reason IS NOT NULL OR final_status = 'cancelled'
+                  THEN jsonb_build_object('_tag', 'Cancelled', 'reason', COALESCE(cancel_reason, final_error ->> 'reason', 'cancelled'))
+                  ELSE final_error END,
+             attempts, max_attempts, dedupe_key, parent_id, parent_step, created_at, started_at
+      FROM done
+      RETURNING parent_id
+    ), ${wakeParents(S)}
+    SELECT (SELECT count(*) FROM moved)::int AS finished,
+           (SELECT array_agg(DISTINCT queue) FROM woken WHERE status = 'pending') AS queues`,
+
+  /**
+   * Puts leased rows back in one statement.
+   *   next 'retry':   scheduled at now()+delay (pending when the delay is 0); the attempt stays used
+   *   next 'release': pending; the attempt is given back
+   *   next 'suspend': waiting until at_ms (NULL: until woken); the attempt is given back;
+   *                   pending at once if a wake arrived while it ran
+   */
+  requeue: `
+    WITH input AS (
+      SELECT id, next, at_ms, error::jsonb
+      FROM unnest($2::uuid[], $3::text[], $4::float8[], $5::text[]) AS t(id, next, at_ms, error)
+    ), target AS (
+      SELECT input.id, input.next, input.error,
+             CASE input.next WHEN 'retry' THEN now() + input.at_ms * interval '1 millisecond'
+                             WHEN 'suspend' THEN COALESCE(to_timestamp(input.at_ms / 1000.0), 'infinity')
+                             ELSE now() END AS run_at
+      FROM input
+    )
+    UPDATE ${S}.executions e
+    SET status = CASE
+          WHEN t.next = 'suspend' THEN CASE WHEN e.wake OR t.run_at <= now() THEN 'pending' ELSE 'waiting' END
+          WHEN t.run_at > now() THEN 'scheduled'
+          ELSE 'pending' END,
+        run_at = CASE WHEN t.next = 'suspend' AND (e.wake OR t.run_at <= now()) THEN now() ELSE t.run_at END,
+        attempts = CASE WHEN t.next = 'retry' THEN e.attempts ELSE e.attempts - 1 END,
+        last_error = COALESCE(t.error, e.last_error),
+        wake = false, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+    FROM target t
+    WHERE e.id = t.id AND e.lease_owner = $1 AND e.status = 'running'
+    RETURNING e.queue, e.status, (extract(epoch FROM e.run_at) * 1000)::float8 AS run_at_ms`,
+
+  /** Extends leases; rows not returned are no longer ours. */
+  heartbeat: `
+    UPDATE ${S}.executions
+    SET lease_expires_at = now() + $3 * interval '1 millisecond'
+    WHERE id = ANY($2::uuid[]) AND lease_owner = $1 AND status = 'running'
+    RETURNING id, cancel_reason`,
+
+  /**
+   * Leases that expired (their worker died): runnable again while attempts
+   * remain, failed for good otherwise (the attempt counted at claim stays
+   * used, so work that kills its workers still ends). A cancel requested of a
+   * dead worker's execution finishes it as cancelled.
+   */
+  recoverExpired: `
+    WITH expired AS (
+      SELECT id FROM ${S}.executions
+      WHERE status = 'running' AND lease_expires_at < now()
+      ORDER BY lease_expires_at LIMIT 1000
+      FOR UPDATE SKIP LOCKED
+    ), retried AS (
+      UPDATE ${S}.executions e
+      SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = now(), updated_at = now(),
+          last_error = jsonb_build_object('_tag', 'Defect', 'message',
+            'the lease expired: the worker running attempt ' || e.attempts || ' stopped heartbeating')
+      FROM expired WHERE e.id = expired.id AND e.attempts < e.max_attempts AND e.cancel_reason IS NULL
+      RETURNING e.queue
+    ), done AS (
+      DELETE FROM ${S}.executions e USING expired
+      WHERE e.id = expired.id AND (e.attempts >= e.max_attempts OR e.cancel_reason IS NOT NULL)
+      RETURNING e.*
+    ), moved AS (
+      INSERT INTO ${S}.finished_executions (${finishedColumns})
+      SELECT id, task, queue, CASE WHEN cancel_reason IS NULL THEN 'failed' ELSE 'cancelled' END, priority, payload, NULL,
+             CASE WHEN cancel_reason IS NULL THEN jsonb_build_object('_tag', 'Defect', 'message',
+               'the lease expired on the last attempt (' || attempts || ' of ' || max_attempts || '): the worker stopped heartbeating')
+             ELSE jsonb_build_object('_tag', 'Cancelled', 'reason', cancel_reason) END,
+             attempts, max_attempts, dedupe_key, parent_id, parent_step, created_at, started_at
+      FROM done
+      RETURNING parent_id
+    ), ${wakeParents(S)}
+    SELECT (SELECT count(*) FROM retried)::int + (SELECT count(*) FROM moved)::int AS touched,
+           ARRAY(SELECT DISTINCT queue FROM (SELECT queue FROM retried UNION ALL SELECT queue FROM woken WHERE status = 'pending') q) AS queues,
+           (SELECT count(*) FROM moved)::int AS finished`,
+
+  /**
+   * Promotes due scheduled and waiting rows to pending through the due-time
+   * index, and reports the next future run_at so callers can arm a timer
+   * instead of polling.
+   */
+  promoteDue: `
+    WITH due AS (
+      SELECT id FROM ${S}.executions
+      WHERE status IN ('scheduled', 'waiting') AND run_at <= now()
+      ORDER BY run_at LIMIT 5000
+      FOR UPDATE SKIP LOCKED
+    ), promoted AS (
+      UPDATE ${S}.executions e SET status = 'pending', updated_at = now()
+      FROM due WHERE e.id = due.id
+      RETURNING e.queue
+    )
+    SELECT ARRAY(SELECT DISTINCT queue FROM promoted) AS queues,
+           (SELECT (extract(epoch FROM min(run_at)) * 1000)::float8 FROM ${S}.executions
+             WHERE status IN ('scheduled', 'waiting') AND run_at > now() AND run_at < 'infinity') AS next_ms`,
+
+  /**
+   * Cancels an execution and its unfinished descendants: those not running
+   * move to finished as cancelled at once; running ones get cancel_reason and
+   * are stopped by their worker (told by NOTIFY, or by its next heartbeat).
+   */
+  cancel: `
+    WITH RECURSIVE tree AS (
+      SELECT id FROM ${S}.executions WHERE id = $1
+      UNION
+      SELECT c.id FROM ${S}.executions c JOIN tree t ON c.parent_id = t.id
+    ), locked AS (
+      SELECT e.id, e.status FROM ${S}.executions e WHERE e.id IN (SELECT id FROM tree) FOR UPDATE
+    ), done AS (
+      DELETE FROM ${S}.executions e USING locked l
+      WHERE e.id = l.id AND l.status <> 'running'
+      RETURNING e.*
+    ), moved AS (
+      INSERT INTO ${S}.finished_executions (${finishedColumns})
+      SELECT id, task, queue, 'cancelled', priority, payload, NULL,
+             jsonb_build_object('_tag', 'Cancelled', 'reason', $2::text),
+             attempts, max_attempts, dedupe_key, parent_id, parent_step, created_at, started_at
+      FROM done
+      RETURNING id, parent_id
+    ), flagged AS (
+      UPDATE ${S}.executions e SET cancel_reason = $2, updated_at = now()
+      FROM locked l WHERE e.id = l.id AND l.status = 'running'
+      RETURNING e.id
+    ), ${wakeParents(S, "AND p.id NOT IN (SELECT id FROM locked)")}
+    SELECT (SELECT status FROM locked WHERE id = $1) AS root_status,
+           ARRAY(SELECT id FROM flagged) AS flagged,
+           (SELECT count(*) FROM moved)::int AS finished,
+           ARRAY(SELECT DISTINCT queue FROM woken WHERE status = 'pending') AS queues,
+           EXISTS (SELECT 1 FROM ${S}.finished_executions WHERE id = $1) AS already_finished`,
+
+  getActive: `SELECT *, NULL::jsonb AS result, last_error AS error, NULL::timestamptz AS finished_at
+    FROM ${S}.executions WHERE id = $1`,
+  getFinished: `SELECT *, NULL::timestamptz AS run_at, NULL::text AS cancel_reason
+    FROM ${S}.finished_executions WHERE id = $1`,
+  childrenActive: `SELECT *, NULL::jsonb AS result, last_error AS error, NULL::timestamptz AS finished_at
+    FROM ${S}.executions WHERE parent_id = $1`,
+  childrenFinished: `SELECT *, NULL::timestamptz AS run_at, NULL::text AS cancel_reason
+    FROM ${S}.finished_executions WHERE parent_id = $1`,
+
+  outcomes: `SELECT id, task, status, attempts, result, error
+    FROM ${S}.finished_executions WHERE id = ANY($1::uuid[])`,
+
+  steps: `SELECT name, kind, value, error, attempt, (extract(epoch FROM recorded_at) * 1000)::float8 AS recorded_ms
+    FROM ${S}.steps WHERE execution_id = $1`,
+
+  /**
+   * Records steps of many executions in one statement and one commit. Fenced
+   * by the lease; ON CONFLICT DO NOTHING makes the first writer win.
+   */
+  recordSteps: `
+    WITH input AS (
+      SELECT execution_id, name, kind, value::jsonb, error::jsonb, attempt
+      FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[])
+        AS t(execution_id, name, kind, value, error, attempt)
+    ), owned AS (
+      SELECT input.* FROM input JOIN ${S}.executions e
+        ON e.id = input.execution_id AND e.lease_owner = $1 AND e.status = 'running'
+    ), inserted AS (
+      INSERT INTO ${S}.steps (execution_id, name, kind, value, error, attempt)
+      SELECT execution_id, name, kind, value, error, attempt FROM owned
+      ON CONFLICT DO NOTHING
+      RETURNING execution_id, name, kind, value, error, attempt, recorded_at
+    )
+    SELECT o.execution_id, o.name,
+           COALESCE(i.kind, s.kind) AS kind,
+           CASE WHEN i.name IS NOT NULL THEN i.value ELSE s.value END AS value,
+           CASE WHEN i.name IS NOT NULL THEN i.error ELSE s.error END AS error,
+           COALESCE(i.attempt, s.attempt) AS attempt,
+           (extract(epoch FROM COALESCE(i.recorded_at, s.recorded_at)) * 1000)::float8 AS recorded_ms
+    FROM owned o
+    LEFT JOIN inserted i ON i.execution_id = o.execution_id AND i.name = o.name
+    LEFT JOIN ${S}.steps s ON i.name IS NULL AND s.execution_id = o.execution_id AND s.name = o.name`,
+
+  /**
+   * Starts children once per (parent, step name): the step row is the
+   * once-only guard (a finished child leaves the hot table, so a unique index
+   * there could not be), and only children whose step row was inserted here
+   * are inserted. Fenced by the parent's lease.
+   */
+  startChildren: `
+    WITH input AS (
+      SELECT * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int[], $6::text[], $7::int[],
+                           $8::float8[], $9::uuid[], $10::text[], $11::int[], $12::float8[])
+        AS t(id, task, queue, priority, payload, max_attempts, delay_ms, parent_id, parent_step, attempt, timeout_ms)
+    ), owned AS (
+      SELECT input.* FROM input JOIN ${S}.executions e
+        ON e.id = input.parent_id AND e.lease_owner = $1 AND e.status = 'running'
+    ), recorded AS (
+      INSERT INTO ${S}.steps (execution_id, name, kind, value, attempt)
+      SELECT parent_id, parent_step, 'child',
+             jsonb_build_object('id', id, 'deadline',
+               (extract(epoch FROM now() + timeout_ms * interval '1 millisecond') * 1000)::float8),
+             attempt
+      FROM owned
+      ON CONFLICT DO NOTHING
+      RETURNING execution_id, name, value
+    ), started AS (
+      INSERT INTO ${S}.executions (id, task, queue, status, priority, run_at, payload, max_attempts, parent_id, parent_step)
+      SELECT o.id, o.task, o.queue,
+             CASE WHEN COALESCE(o.delay_ms, 0) > 0 THEN 'scheduled' ELSE 'pending' END,
+             o.priority, now() + COALESCE(o.delay_ms, 0) * interval '1 millisecond', o.payload::jsonb, o.max_attempts,
+             o.parent_id, o.parent_step
+      FROM owned o JOIN recorded r ON r.execution_id = o.parent_id AND r.name = o.parent_step
+      RETURNING id, queue
+    )
+    SELECT o.parent_id, o.parent_step,
+           COALESCE(r.value, s.value) ->> 'id' AS child_id,
+           (COALESCE(r.value, s.value) ->> 'deadline')::float8 AS deadline_ms,
+           st.queue AS started_queue
+    FROM owned o
+    LEFT JOIN recorded r ON r.execution_id = o.parent_id AND r.name = o.parent_step
+    LEFT JOIN started st ON st.id = o.id
+    LEFT JOIN ${S}.steps s ON r.name IS NULL AND s.execution_id = o.parent_id AND s.name = o.parent_step`
+})
