@@ -380,6 +380,9 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       yield* wake
     })
 
+    yield* registry.onRegister((registered) => {
+      if (registered === queue) Queue.offerUnsafe(wakeups, undefined)
+    })
     yield* Effect.forkScoped(onSignals)
     yield* Effect.forkScoped(Effect.repeat(heartbeat, Schedule.spaced(Duration.millis(config.heartbeatMillis))))
     yield* Effect.forkScoped(timer)

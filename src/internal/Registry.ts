@@ -16,14 +16,20 @@ export class Registry extends Context.Service<Registry, {
   readonly register: (handler: RegisteredHandler) => Effect.Effect<void>
   readonly get: (task: string) => RegisteredHandler | undefined
   readonly tasksOfQueue: (queue: string) => ReadonlyArray<string>
+  /** Calls `listener` after every registration (workers use it to claim at once). */
+  readonly onRegister: (listener: (queue: string) => void) => Effect.Effect<void, never, import("effect").Scope.Scope>
 }>()("effect-conductor/internal/Registry") {
   static readonly layer = Layer.sync(Registry, () => {
     const handlers = new Map<string, RegisteredHandler>()
+    const listeners = new Set<(queue: string) => void>()
     return Registry.of({
       register: (handler) =>
         Effect.sync(() => {
           handlers.set(handler.task.name, handler)
+          for (const listener of listeners) listener(handler.task.queue)
         }),
+      onRegister: (listener) =>
+        Effect.acquireRelease(Effect.sync(() => listeners.add(listener)), () => Effect.sync(() => listeners.delete(listener))),
       get: (task) => handlers.get(task),
       tasksOfQueue: (queue) => {
         const names: Array<string> = []
