@@ -1,5 +1,6 @@
 import { Effect, Layer } from "effect"
 import * as Conductor from "../../src/Conductor.ts"
+import type { InvalidConfig } from "../../src/Errors.ts"
 import type { Registry } from "../../src/internal/Registry.ts"
 import type { Store } from "../../src/internal/Store.ts"
 import * as PgStore from "../../src/PgStore.ts"
@@ -17,12 +18,12 @@ export const pgStack = (options: PgStore.PgStoreOptions = {}) =>
  * Runs `body` with a worker (and the given handler layers registered first)
  * alive; the worker shuts down when `body` ends.
  */
-export const withWorker = <A, E, R>(
-  handlers: Layer.Layer<never, never, Registry>,
+export const withWorker = <A, E, R, RH = Registry>(
+  handlers: Layer.Layer<never, never, RH>,
   options: Worker.WorkerOptions,
   body: Effect.Effect<A, E, R>
-) =>
+): Effect.Effect<A, E | InvalidConfig, R | RH | Store | Registry> =>
   Effect.scoped(Effect.gen(function*() {
     yield* Layer.build(Layer.provide(Worker.Worker.layer(options), handlers))
     return yield* body
-  })) as Effect.Effect<A, E | import("../../src/Errors.ts").InvalidConfig, Exclude<R, never> | Store | Registry>
+  }))
