@@ -1,0 +1,198 @@
+/**
+ * Postgres-specific behaviour: migrations, transactions, payload checks and
+ * lease fencing, written against the store and the client directly.
+ */
+import { assert, layer } from "@effect/vitest"
+import { PgClient } from "@effect/sql-pg"
+import { Deferred, Effect, Exit, Layer, Redacted, Schema } from "effect"
+import { SqlClient } from "effect/sql"
+import { Conductor } from "../src/Conductor.ts"
+import { Store } from "../src/internal/Store.ts"
+import * as PgStore from "../src/PgStore.ts"
+import * as Task from "../src/Task.ts"
+import { pgStack, withWorker } from "./support/stack.ts"
+import { TestDatabase } from "./support/TestDatabase.ts"
+
+const Job = Task.make("job", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number })
+const JobLive = Job.toLayer(({ n }) => Effect.succeed(n + 1))
+
+const count = (table: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const [row] = yield* sql.unsafe<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`)
+    return row!.n
+  })
+
+/** A store layer on the same database through a new client (as another process would have). */
+const storeOn = (url: string, options: PgStore.PgStoreOptions) =>
+  PgStore.layer(options).pipe(Layer.provide(PgClient.layer({ url: Redacted.make(url), maxConnections: 2 })))
+
+layer(pgStack(), { excludeTestServices: true })("migrations", (it) => {
+  it.effect("applying twice changes nothing", () =>
+    Effect.gen(function*() {
+      const { url } = yield* TestDatabase
+      const sql = yield* SqlClient.SqlClient
+      const before = yield* sql<{ version: number; applied_at: Date }>`SELECT version, applied_at FROM conductor.migrations ORDER BY version`
+      yield* Layer.build(storeOn(url, {})).pipe(Effect.scoped)
+      const after = yield* sql<{ version: number; applied_at: Date }>`SELECT version, applied_at FROM conductor.migrations ORDER BY version`
+      assert.isAbove(before.length, 0)
+      assert.deepStrictEqual(after, before)
+    }))
+
+  it.effect("many processes starting at once on an empty schema apply each migration once", () =>
+    Effect.gen(function*() {
+      const { url } = yield* TestDatabase
+      yield* Effect.all(
+        Array.from({ length: 8 }, () => Layer.build(storeOn(url, { schema: "racing" })).pipe(Effect.scoped)),
+        { concurrency: "unbounded" }
+      )
+      const sql = yield* SqlClient.SqlClient
+      const rows = yield* sql<{ version: number }>`SELECT version FROM racing.migrations`
+      assert.deepStrictEqual(rows.map((r) => r.version), [1])
+    }))
+
+  it.effect("a database newer than the code is reported clearly", () =>
+    Effect.gen(function*() {
+      const { url } = yield* TestDatabase
+      yield* Layer.build(storeOn(url, { schema: "future" })).pipe(Effect.scoped)
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`INSERT INTO future.migrations (version, name) VALUES (9999, 'from_the_future')`
+      const error = yield* Effect.flip(Layer.build(storeOn(url, { schema: "future" })).pipe(Effect.scoped))
+      assert.strictEqual(error._tag, "SchemaTooNew")
+      assert.match(error.message, /9999_from_the_future/)
+    }))
+
+  it.effect("a schema name that is not a plain identifier is bad configuration", () =>
+    Effect.gen(function*() {
+      const { url } = yield* TestDatabase
+      const error = yield* Effect.flip(Layer.build(storeOn(url, { schema: "bad; drop table x" })).pipe(Effect.scoped))
+      assert.strictEqual(error._tag, "InvalidConfig")
+    }))
+})
+
+layer(pgStack(), { excludeTestServices: true })("invoke", (it) => {
+  it.effect("joins the caller's transaction: enqueued if and only if it commits", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`CREATE TABLE orders (id int)`
+      const rolledBack = yield* Effect.exit(sql.withTransaction(Effect.gen(function*() {
+        yield* sql`INSERT INTO orders VALUES (1)`
+        yield* conductor.invoke(Job, { n: 1 })
+        return yield* Effect.fail("abort")
+      })))
+      assert.isTrue(Exit.isFailure(rolledBack))
+      assert.strictEqual(yield* count("conductor.executions"), 0)
+      const id = yield* sql.withTransaction(Effect.gen(function*() {
+        yield* sql`INSERT INTO orders VALUES (2)`
+        return yield* conductor.invoke(Job, { n: 2 })
+      }))
+      assert.strictEqual(yield* count("conductor.executions"), 1)
+      assert.strictEqual(yield* withWorker(JobLive, {}, conductor.result(Job, id)), 3)
+    }))
+
+  it.effect("rejects a payload that does not fit its schema and writes nothing", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const before = yield* count("conductor.executions")
+      const error = yield* Effect.flip(conductor.invoke(Job, { n: "one" } as never))
+      assert.strictEqual(error._tag, "InvalidPayload")
+      assert.match(error.message, /Invalid payload for task "job"/)
+      const many = yield* Effect.flip(conductor.invokeMany(Job, [{ payload: { n: 1 } }, { payload: { n: null } as never }]))
+      assert.strictEqual(many._tag, "InvalidPayload")
+      assert.strictEqual(yield* count("conductor.executions"), before)
+    }))
+
+  it.effect("invokeMany writes many in one call and returns ids in order", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const ids = yield* conductor.invokeMany(Job, [1, 2, 3, 4].map((n) => ({ payload: { n } })))
+      const results = yield* withWorker(JobLive, { concurrency: 2 }, Effect.forEach(ids, (id) => conductor.result(Job, id)))
+      assert.deepStrictEqual(results, [2, 3, 4, 5])
+    }))
+
+  it.effect("a stored payload that no longer decodes fails that execution once, for good", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const OldJob = Task.make("versioned", { payload: Schema.Struct({ n: Schema.Number }) })
+      const NewJob = Task.make("versioned", { payload: Schema.Struct({ n: Schema.String }), maxAttempts: 5 })
+      let ran = 0
+      const id = yield* conductor.invoke(OldJob, { n: 1 })
+      const error = yield* withWorker(
+        NewJob.toLayer(() => Effect.sync(() => void ran++)),
+        {},
+        Effect.flip(conductor.result(NewJob, id))
+      )
+      assert.strictEqual(error._tag, "ExecutionFailed")
+      assert.match(error.message, /no longer decodes/)
+      assert.strictEqual(ran, 0)
+      assert.strictEqual((yield* conductor.get(id)).attempts, 1)
+    }))
+
+  it.effect("result of an unknown id, or through the wrong task, is a clear error", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const missing = yield* Effect.flip(conductor.result(Job, "00000000-0000-4000-8000-000000000000"))
+      assert.strictEqual(missing._tag, "ExecutionNotFound")
+      const Other = Task.make("other", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number })
+      const id = yield* conductor.invoke(Job, { n: 1 })
+      yield* withWorker(JobLive, {}, conductor.result(Job, id))
+      const mismatch = yield* Effect.flip(conductor.result(Other, id))
+      assert.strictEqual(mismatch._tag, "TaskMismatch")
+    }))
+})
+
+layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
+  it.effect("a stale worker's late writes change nothing", () =>
+    Effect.gen(function*() {
+      const store = yield* Store
+      const sql = yield* SqlClient.SqlClient
+      const [row] = yield* store.insert([{ id: crypto.randomUUID(), task: "job", queue: "q", payload: { n: 1 }, priority: 0, maxAttempts: 3 }])
+      const claimOptions = { queue: "q", tasks: ["job"], limit: 10, leaseMillis: 30_000 }
+      const [a] = yield* store.claim({ ...claimOptions, workerId: "00000000-0000-4000-8000-00000000000a" })
+      assert.strictEqual(a!.id, row!.id)
+      // Worker A stops heartbeating; its lease expires and B takes over.
+      yield* sql`UPDATE conductor.executions SET lease_expires_at = now() - interval '1 second'`
+      assert.strictEqual(yield* store.recoverExpiredLeases, 1)
+      const [b] = yield* store.claim({ ...claimOptions, workerId: "00000000-0000-4000-8000-00000000000b" })
+      assert.strictEqual(b!.attempt, 2)
+      // A's late completion, step and heartbeat are fenced out.
+      yield* store.finish("00000000-0000-4000-8000-00000000000a", [{ _tag: "Completed", id: a!.id, result: 99 }])
+      const stale = yield* store.recordSteps("00000000-0000-4000-8000-00000000000a", [
+        { executionId: a!.id, record: { name: "s", kind: "step", value: 1, error: undefined, attempt: 1 } }
+      ])
+      assert.deepStrictEqual(stale, [undefined])
+      const beat = yield* store.heartbeat("00000000-0000-4000-8000-00000000000a", [a!.id], 30_000)
+      assert.deepStrictEqual(beat.lost, [a!.id])
+      assert.strictEqual((yield* store.get(a!.id))!.status, "running")
+      assert.deepStrictEqual(yield* store.steps(a!.id), [])
+      // B's completion lands.
+      yield* store.finish("00000000-0000-4000-8000-00000000000b", [{ _tag: "Completed", id: b!.id, result: 2 }])
+      const done = (yield* store.get(b!.id))!
+      assert.strictEqual(done.status, "completed")
+      assert.strictEqual(done.result, 2)
+    }))
+
+  it.effect("a handler whose lease was taken away is interrupted and writes nothing", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const sql = yield* SqlClient.SqlClient
+      const Slow = Task.make("slow", { payload: Schema.Struct({}), success: Schema.String })
+      const started = yield* Deferred.make<void>()
+      const finalized = yield* Deferred.make<void>()
+      const SlowLive = Slow.toLayer(() =>
+        Effect.andThen(Deferred.succeed(started, undefined), Effect.never).pipe(
+          Effect.ensuring(Deferred.succeed(finalized, undefined))
+        )
+      )
+      const id = yield* conductor.invoke(Slow, {})
+      const other = "00000000-0000-4000-8000-0000000000ff"
+      yield* withWorker(SlowLive, { leaseDuration: "3 seconds", heartbeatInterval: "100 millis" }, Effect.gen(function*() {
+        yield* Deferred.await(started)
+        yield* sql`UPDATE conductor.executions SET lease_owner = ${other} WHERE id = ${id}`
+        yield* Deferred.await(finalized)
+      }))
+      const [row] = yield* sql<{ status: string; lease_owner: string }>`SELECT status, lease_owner FROM conductor.executions WHERE id = ${id}`
+      assert.deepStrictEqual(row, { status: "running", lease_owner: other })
+    }))
+})
