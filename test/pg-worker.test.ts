@@ -1,0 +1,275 @@
+/**
+ * The worker on Postgres: how it wakes (NOTIFY, timers, re-subscription),
+ * timeouts, shutdown, and cancellation reaching running handlers.
+ */
+import { assert, layer } from "@effect/vitest"
+import { Deferred, Effect, Layer, Schema } from "effect"
+import { SqlClient } from "effect/sql"
+import { Conductor } from "../src/Conductor.ts"
+import * as Durable from "../src/Durable.ts"
+import * as Task from "../src/Task.ts"
+import { pgStack, withWorker } from "./support/stack.ts"
+
+const Job = Task.make("job", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number })
+const JobLive = Job.toLayer(({ n }) => Effect.succeed(n * 2))
+
+/** No safety poll: only NOTIFY and timers can make these workers claim. */
+const noPoll = { pollInterval: "1 hour" } as const
+
+layer(pgStack(), { excludeTestServices: true })("waking", (it) => {
+  it.effect("an idle worker is woken by NOTIFY, not by its poll", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const results = yield* withWorker(JobLive, noPoll, Effect.gen(function*() {
+        const out: Array<number> = []
+        for (const n of [1, 2, 3]) out.push(yield* conductor.result(Job, yield* conductor.invoke(Job, { n })))
+        return out
+      }))
+      assert.deepStrictEqual(results, [2, 4, 6])
+    }))
+
+  it.effect("delayed work starts on time from a timer, not at the next poll", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const sql = yield* SqlClient.SqlClient
+      const { started, id } = yield* withWorker(JobLive, noPoll, Effect.gen(function*() {
+        const id = yield* conductor.invoke(Job, { n: 5 }, { delay: "300 millis" })
+        const [row] = yield* sql<{ status: string }>`SELECT status FROM conductor.executions WHERE id = ${id}`
+        assert.strictEqual(row!.status, "scheduled")
+        yield* conductor.result(Job, id)
+        return { id, started: (yield* conductor.get(id)).startedAt! }
+      }))
+      const info = yield* conductor.get(id)
+      const waited = started.getTime() - info.createdAt.getTime()
+      assert.isAtLeast(waited, 290)
+    }))
+
+  it.effect("retries back off and are picked up by the worker's timer", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const Flaky = Task.make("flaky", {
+        payload: Schema.Struct({}),
+        success: Schema.Number,
+        maxAttempts: 3,
+        retry: { base: "100 millis", jitter: false }
+      })
+      let calls = 0
+      const FlakyLive = Flaky.toLayer(() => (++calls < 3 ? Effect.die("boom") : Effect.succeed(calls)))
+      const id = yield* conductor.invoke(Flaky, {})
+      assert.strictEqual(yield* withWorker(FlakyLive, noPoll, conductor.result(Flaky, id)), 3)
+      const info = yield* conductor.get(id)
+      assert.strictEqual(info.attempts, 3)
+      // 100 ms after the first failure, 200 ms after the second.
+      assert.isAtLeast(info.finishedAt!.getTime() - info.createdAt.getTime(), 300)
+    }))
+
+  it.effect("after the listening connection is lost, the worker re-subscribes and catches up", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const sql = yield* SqlClient.SqlClient
+      const result = yield* withWorker(JobLive, noPoll, Effect.gen(function*() {
+        yield* conductor.result(Job, yield* conductor.invoke(Job, { n: 1 }))
+        const killed = yield* sql<{ ok: boolean }>`
+          SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
+          WHERE datname = current_database() AND query ILIKE 'LISTEN%'`
+        assert.isAbove(killed.length, 0)
+        return yield* conductor.result(Job, yield* conductor.invoke(Job, { n: 21 }))
+      }))
+      assert.strictEqual(result, 42)
+    }))
+
+  it.effect("a worker claims only tasks it has handlers for", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const Unhandled = Task.make("unhandled", { payload: Schema.Struct({}) })
+      const orphan = yield* conductor.invoke(Unhandled, {})
+      const id = yield* conductor.invoke(Job, { n: 1 })
+      yield* withWorker(JobLive, {}, conductor.result(Job, id))
+      const info = yield* conductor.get(orphan)
+      assert.strictEqual(info.status, "pending")
+      assert.strictEqual(info.attempts, 0)
+    }))
+})
+
+layer(pgStack(), { excludeTestServices: true })("attempts", (it) => {
+  it.effect("a timeout interrupts the handler (finalizers run) and fails the attempt", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const Sluggish = Task.make("sluggish", { payload: Schema.Struct({}), timeout: "100 millis", maxAttempts: 1 })
+      const finalized = yield* Deferred.make<void>()
+      const SluggishLive = Sluggish.toLayer(() =>
+        Effect.never.pipe(Effect.ensuring(Deferred.succeed(finalized, undefined)))
+      )
+      const id = yield* conductor.invoke(Sluggish, {})
+      const error = yield* withWorker(SluggishLive, {}, Effect.flip(conductor.result(Sluggish, id)))
+      assert.isTrue(yield* Deferred.isDone(finalized))
+      assert.strictEqual(error._tag, "ExecutionFailed")
+      assert.match(error.message, /timed out after 100 ms/)
+    }))
+
+  it.effect("get shows status, attempts, timestamps and the last error", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      class Nope extends Schema.TaggedError<Nope>()("Nope", { why: Schema.String }) {}
+      const Failing = Task.make("failing", { payload: Schema.Struct({}), error: Nope, maxAttempts: 2, retry: { base: "10 millis" } })
+      const id = yield* conductor.invoke(Failing, {})
+      const pending = yield* conductor.get(id)
+      assert.strictEqual(pending.status, "pending")
+      assert.strictEqual(pending.attempts, 0)
+      const error = yield* withWorker(Failing.toLayer(() => Effect.fail(new Nope({ why: "no" }))), {}, Effect.flip(conductor.result(Failing, id)))
+      assert.strictEqual(error._tag, "Nope")
+      const info = yield* conductor.get(id)
+      assert.strictEqual(info.status, "failed")
+      assert.strictEqual(info.attempts, 2)
+      assert.deepStrictEqual(info.lastError, { _tag: "Typed", value: { _tag: "Nope", why: "no" } })
+      assert.isDefined(info.startedAt)
+      assert.isAtLeast(info.finishedAt!.getTime(), info.createdAt.getTime())
+    }))
+})
+
+layer(pgStack(), { excludeTestServices: true })("shutdown", (it) => {
+  it.effect("running handlers finish within the grace period", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const Short = Task.make("short", { payload: Schema.Struct({}), success: Schema.String })
+      const started = yield* Deferred.make<void>()
+      const ShortLive = Short.toLayer(() =>
+        Effect.andThen(Deferred.succeed(started, undefined), Effect.as(Effect.sleep("200 millis"), "done"))
+      )
+      const id = yield* conductor.invoke(Short, {})
+      // The worker's scope closes as soon as the handler has started.
+      yield* withWorker(ShortLive, { shutdownGrace: "5 seconds" }, Deferred.await(started))
+      const info = yield* conductor.get(id)
+      assert.strictEqual(info.status, "completed")
+    }))
+
+  it.effect("past the grace period handlers are interrupted and released without using up an attempt", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const sql = yield* SqlClient.SqlClient
+      const Long = Task.make("long", { payload: Schema.Struct({}), success: Schema.String, maxAttempts: 1 })
+      const started = yield* Deferred.make<void>()
+      let finalizers = 0
+      const LongLive = Long.toLayer(() =>
+        Effect.andThen(Deferred.succeed(started, undefined), Effect.never).pipe(
+          Effect.ensuring(Effect.sync(() => void finalizers++))
+        )
+      )
+      const connections = () =>
+        sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database()`.pipe(
+          Effect.map((rows) => rows[0]!.n)
+        )
+      const before = yield* connections()
+      const id = yield* conductor.invoke(Long, {})
+      yield* withWorker(LongLive, { shutdownGrace: "100 millis" }, Deferred.await(started))
+      assert.strictEqual(finalizers, 1)
+      const released = yield* conductor.get(id)
+      assert.strictEqual(released.status, "pending")
+      assert.strictEqual(released.attempts, 0)
+      // With maxAttempts 1, the next worker still gets its one attempt.
+      const Quick = Long.toLayer(() => Effect.succeed("second worker"))
+      assert.strictEqual(yield* withWorker(Quick, {}, conductor.result(Long, id)), "second worker")
+      // Workers do not keep connections beyond their scope.
+      assert.isAtMost(yield* connections(), before)
+    }))
+})
+
+layer(pgStack(), { excludeTestServices: true })("cancellation", (it) => {
+  it.effect("cancelling a pending execution; cancelling a finished one returns false", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const id = yield* conductor.invoke(Job, { n: 1 }, { delay: "1 hour" })
+      assert.isTrue(yield* conductor.cancel(id, { reason: "not needed" }))
+      const error = yield* Effect.flip(conductor.result(Job, id))
+      assert.strictEqual(error._tag, "ExecutionCancelled")
+      assert.match(error.message, /not needed/)
+      assert.isFalse(yield* conductor.cancel(id))
+      const done = yield* conductor.invoke(Job, { n: 2 })
+      yield* withWorker(JobLive, {}, conductor.result(Job, done))
+      assert.isFalse(yield* conductor.cancel(done))
+      const unknown = yield* Effect.flip(conductor.cancel("00000000-0000-4000-8000-000000000000"))
+      assert.strictEqual(unknown._tag, "ExecutionNotFound")
+    }))
+
+  it.effect("cancel reaches a running handler within a second, runs its finalizers and cascades to children", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const Child = Task.make("child", { payload: Schema.Struct({ i: Schema.Number }), success: Schema.Number })
+      const Parent = Task.make("parent", { payload: Schema.Struct({}), success: Schema.Number })
+      const started = [yield* Deferred.make<void>(), yield* Deferred.make<void>()]
+      const finalized = [yield* Deferred.make<void>(), yield* Deferred.make<void>()]
+      const ChildLive = Child.toLayer(({ i }) =>
+        Effect.andThen(Deferred.succeed(started[i]!, undefined), Effect.never).pipe(
+          Effect.ensuring(Deferred.succeed(finalized[i]!, undefined))
+        )
+      )
+      const ParentLive = Parent.toLayer(() =>
+        Effect.all([0, 1].map((i) => Durable.invoke(`child-${i}`, Child, { i })), { concurrency: 2 }).pipe(
+          Effect.map(([a, b]) => a! + b!),
+          Effect.orDie
+        )
+      )
+      const id = yield* conductor.invoke(Parent, {})
+      const outcome = yield* withWorker(
+        Layer.mergeAll(ChildLive, ParentLive),
+        { ...noPoll, heartbeatInterval: "10 seconds", concurrency: 3 },
+        Effect.gen(function*() {
+          yield* Effect.forEach(started, Deferred.await)
+          const requested = Date.now()
+          assert.isTrue(yield* conductor.cancel(id, { reason: "operator" }))
+          yield* Effect.forEach(finalized, Deferred.await)
+          const latency = Date.now() - requested
+          return { latency, error: yield* Effect.flip(conductor.result(Parent, id)) }
+        })
+      )
+      // Delivered by NOTIFY (the heartbeat fallback is 10 s away here).
+      assert.isBelow(outcome.latency, 1000)
+      assert.strictEqual(outcome.error._tag, "ExecutionCancelled")
+      const info = yield* conductor.get(id)
+      assert.strictEqual(info.status, "cancelled")
+      assert.deepStrictEqual(info.children.map((c) => c.status), ["cancelled", "cancelled"])
+    }))
+
+  it.effect("a parent waiting on a child that was cancelled gets a typed error it can catch", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const Child = Task.make("stuck-child", { payload: Schema.Struct({}), success: Schema.Number })
+      const Parent = Task.make("catching-parent", { payload: Schema.Struct({}), success: Schema.String })
+      const ChildLive = Child.toLayer(() => Effect.never)
+      const ParentLive = Parent.toLayer(() =>
+        Durable.invoke("child", Child, {}).pipe(
+          Effect.map(() => "finished"),
+          Effect.catchTag("ExecutionCancelled", (e) => Effect.succeed(`child cancelled: ${e.reason}`)),
+          Effect.orDie
+        )
+      )
+      const id = yield* conductor.invoke(Parent, {})
+      const result = yield* withWorker(Layer.mergeAll(ChildLive, ParentLive), {}, Effect.gen(function*() {
+        let child: string | undefined
+        while (child === undefined) {
+          child = (yield* conductor.get(id)).children[0]?.id
+          if (child === undefined) yield* Effect.sleep("20 millis")
+        }
+        yield* conductor.cancel(child, { reason: "stop" })
+        return yield* conductor.result(Parent, id)
+      }))
+      assert.strictEqual(result, "child cancelled: stop")
+    }))
+
+  it.effect("a handler may cancel itself", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const Quitter = Task.make("quitter", { payload: Schema.Struct({}), success: Schema.String })
+      const QuitterLive = Quitter.toLayer(() =>
+        Effect.gen(function*() {
+          const self = yield* Durable.execution
+          yield* conductor.cancel(self.id, { reason: "changed my mind" }).pipe(Effect.orDie)
+          return yield* Effect.never
+        })
+      )
+      const id = yield* conductor.invoke(Quitter, {})
+      const error = yield* withWorker(QuitterLive, {}, Effect.flip(conductor.result(Quitter, id)))
+      assert.strictEqual(error._tag, "ExecutionCancelled")
+      assert.match(error.message, /changed my mind/)
+    }))
+})
