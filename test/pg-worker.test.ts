@@ -235,7 +235,13 @@ layer(pgStack(), { excludeTestServices: true })("cancellation", (it) => {
       const conductor = yield* Conductor
       const Child = Task.make("stuck-child", { payload: Schema.Struct({}), success: Schema.Number })
       const Parent = Task.make("catching-parent", { payload: Schema.Struct({}), success: Schema.String })
-      const ChildLive = Child.toLayer(() => Effect.never)
+      const childStarted = yield* Deferred.make<string>()
+      const ChildLive = Child.toLayer(() =>
+        Effect.andThen(
+          Effect.flatMap(Durable.execution, (e) => Deferred.succeed(childStarted, e.id)),
+          Effect.never
+        )
+      )
       const ParentLive = Parent.toLayer(() =>
         Durable.invoke("child", Child, {}).pipe(
           Effect.map(() => "finished"),
@@ -245,11 +251,7 @@ layer(pgStack(), { excludeTestServices: true })("cancellation", (it) => {
       )
       const id = yield* conductor.invoke(Parent, {})
       const result = yield* withWorker(Layer.mergeAll(ChildLive, ParentLive), {}, Effect.gen(function*() {
-        let child: string | undefined
-        while (child === undefined) {
-          child = (yield* conductor.get(id)).children[0]?.id
-          if (child === undefined) yield* Effect.sleep("20 millis")
-        }
+        const child = yield* Deferred.await(childStarted)
         yield* conductor.cancel(child, { reason: "stop" })
         return yield* conductor.result(Parent, id)
       }))

@@ -122,31 +122,36 @@ export const makeInterpreter = (ctx: InterpreterContext): Interpreter => {
       return Effect.andThen(checkSuspend, Effect.never)
     }).pipe(Effect.ensuring(Effect.sync(() => blocked.delete(name))))
 
-  const replayStep = (rec: StepRecord, schemas: { readonly success?: AnySchema | undefined; readonly error?: AnySchema | undefined }) =>
+  /** Steps store JSON: values go through the JSON codec of their schema (plain JSON without one). */
+  const codecsOf = (schemas: { readonly success?: AnySchema | undefined; readonly error?: AnySchema | undefined }) => ({
+    success: schemas.success === undefined ? JsonCodec : Schema.toCodecJson(schemas.success),
+    error: schemas.error === undefined ? JsonCodec : Schema.toCodecJson(schemas.error)
+  })
+
+  const replayStep = (rec: StepRecord, codecs: { readonly success: AnySchema; readonly error: AnySchema }) =>
     rec.error !== undefined
-      ? Effect.flatMap(Effect.orDie(decodeJson(schemas.error ?? JsonCodec, rec.error)), Effect.fail)
-      : Effect.orDie(decodeJson(schemas.success ?? JsonCodec, rec.value))
+      ? Effect.flatMap(Effect.orDie(decodeJson(codecs.error, rec.error)), Effect.fail)
+      : Effect.orDie(decodeJson(codecs.success, rec.value))
 
   const step: Interpreter["step"] = (name, effect, schemas) =>
     Effect.flatMap(claimName(name, "step"), (existing) => {
-      if (existing !== undefined) return replayStep(existing, schemas) as Effect.Effect<any, any>
-      const successCodec = schemas.success ?? JsonCodec
-      const errorSchema = schemas.error
-      const isDeclared = errorSchema === undefined ? () => false : Schema.is(errorSchema)
+      const codecs = codecsOf(schemas)
+      if (existing !== undefined) return replayStep(existing, codecs) as Effect.Effect<any, any>
+      const isDeclared = schemas.error === undefined ? () => false : Schema.is(schemas.error)
       return tracked(Effect.matchCauseEffect(effect, {
         onSuccess: (value) =>
-          Effect.flatMap(Effect.orDie(encodeJson(successCodec, value)), (encoded) =>
+          Effect.flatMap(Effect.orDie(encodeJson(codecs.success, value)), (encoded) =>
             Effect.flatMap(
               record({ name, kind: "step", value: encoded, error: undefined, attempt: ctx.attempt }),
-              (stored) => replayStep(stored, schemas)
+              (stored) => replayStep(stored, codecs)
             )),
         onFailure: (cause) => {
           const failure = cause.reasons.find((reason) => reason._tag === "Fail")
-          if (failure !== undefined && errorSchema !== undefined && isDeclared(failure.error)) {
-            return Effect.flatMap(Effect.orDie(encodeJson(Schema.toCodecJson(errorSchema), failure.error)), (encoded) =>
+          if (failure !== undefined && isDeclared(failure.error)) {
+            return Effect.flatMap(Effect.orDie(encodeJson(codecs.error, failure.error)), (encoded) =>
               Effect.flatMap(
                 record({ name, kind: "step", value: null, error: encoded, attempt: ctx.attempt }),
-                (stored) => replayStep(stored, schemas)
+                (stored) => replayStep(stored, codecs)
               ))
           }
           return Effect.failCause(cause)
