@@ -31,6 +31,8 @@ export interface PostgresServer {
   readonly source: PostgresSource["kind"]
   /** Stops the server and removes its files; idempotent. No-op for `env`. */
   stop(): Promise<void>
+  /** Embedded only: stops the server (fast shutdown, every connection dropped) and starts it again on the same port and data. */
+  restart?(): Promise<void>
 }
 
 export interface StartPostgresOptions {
@@ -414,12 +416,14 @@ async function startEmbedded(options: StartPostgresOptions): Promise<PostgresSer
     const t1 = Date.now()
     const settings = { ...DEFAULT_SETTINGS, ...options.settings }
     let port = 0
+    let command: readonly [string, Array<string>] = ["", []]
     for (let attempt = 1; ; attempt++) {
       port = await freePort()
       const managed = { port: String(port), listen_addresses: "127.0.0.1", unix_socket_directories: sockDir }
       const all = { ...settings, ...managed }
       const args = ["-D", dataDir, ...Object.entries(all).flatMap(([k, v]) => ["-c", `${k}=${v}`])]
       const [cmd, argv] = wrap(bin.postgres, args)
+      command = [cmd, argv]
       child = spawn(cmd, argv, { stdio: ["ignore", "pipe", "pipe"], env: childEnv() })
       track(child)
       try {
@@ -436,12 +440,18 @@ async function startEmbedded(options: StartPostgresOptions): Promise<PostgresSer
     }
     log?.(`embedded postgres ready on port ${port} (initdb ${t1 - t0} ms, start ${Date.now() - t1} ms) in ${runDir}`)
 
-    const server = child
+    let server = child
     let stopping: Promise<void> | undefined
     return {
       url: `postgres://postgres@127.0.0.1:${port}/postgres`,
       source: "embedded",
       stop: () => (stopping ??= stopChild(server).finally(() => fs.rmSync(runDir, { recursive: true, force: true }))),
+      restart: async () => {
+        await stopChild(server)
+        server = spawn(command[0], command[1], { stdio: ["ignore", "pipe", "pipe"], env: childEnv() })
+        track(server)
+        await waitReady(server, dataDir, log)
+      },
     }
   } catch (e) {
     if (child) await stopChild(child)

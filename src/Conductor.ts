@@ -13,6 +13,7 @@ import {
   TaskMismatch
 } from "./Errors.ts"
 import { decodeJson, encodeJson } from "./internal/codec.ts"
+import { warn } from "./internal/log.ts"
 import { Registry } from "./internal/Registry.ts"
 import type { ErrorRecord, ExecutionRow, NewExecution, Outcome, Status, StepRecord } from "./internal/Store.ts"
 import { Store } from "./internal/Store.ts"
@@ -292,7 +293,7 @@ const makeWaiters = Effect.gen(function*() {
       pending.delete(outcome.id)
       if (set) for (const deferred of set) Deferred.doneUnsafe(deferred, Effect.succeed(outcome))
     }
-  }).pipe(Effect.catch((error) => Effect.logWarning("effect-conductor: reading results failed", error)))
+  }).pipe(Effect.catch(warn("reading results")))
 
   yield* Effect.gen(function*() {
     while (true) {

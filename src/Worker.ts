@@ -10,6 +10,7 @@ import { Execution } from "./Execution.ts"
 import { makeBatcher } from "./internal/Batcher.ts"
 import { decodeJson, encodeJson } from "./internal/codec.ts"
 import { makeInterpreter } from "./internal/Interpreter.ts"
+import { warn } from "./internal/log.ts"
 import { Registry } from "./internal/Registry.ts"
 import type { AttemptOutcome, ChildRecord, ClaimedExecution, NewChild, StepRecord } from "./internal/Store.ts"
 import { Store } from "./internal/Store.ts"
@@ -146,7 +147,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     const promote = Effect.gen(function*() {
       const next = yield* store.promoteDue
       if (next !== undefined) yield* arm(next)
-    }).pipe(Effect.catch((error) => Effect.logWarning("effect-conductor: promoting due work failed", error)))
+    }).pipe(Effect.catch(warn("promoting due work")))
 
     // --- batched writes (group commit) ---------------------------------------
     const retryWrites = Schedule.exponential("20 millis").pipe(Schedule.upTo({ duration: Duration.millis(config.leaseMillis) }))
@@ -284,7 +285,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         )
         if (outcome === undefined) return
         yield* finish(outcome).pipe(
-          Effect.catch((error) => Effect.logWarning(`effect-conductor: writing the outcome of ${claimed.id} failed`, error))
+          Effect.catch(warn(`writing the outcome of ${claimed.id}`))
         )
         if (outcome._tag === "Suspended" && outcome.until !== undefined) yield* arm(outcome.until)
         if (outcome._tag === "Failed" && outcome.retryDelayMillis !== undefined) {
@@ -302,7 +303,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
           if (tasks.length === 0) break
           const limit = Math.min(free, config.claimBatch)
           const claimed = yield* store.claim({ queue, tasks, limit, workerId, leaseMillis: config.leaseMillis }).pipe(
-            Effect.catch((error) => Effect.as(Effect.logWarning("effect-conductor: claim failed", error), []))
+            Effect.catch((error) => Effect.as(warn("claim")(error), []))
           )
           backlog = claimed.length === limit
           for (const execution of claimed) {
@@ -327,7 +328,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         for (const { id, reason } of result.value.cancelRequested) yield* stop(id, { _tag: "Cancel", reason })
       } else if (now - lastHeartbeat >= config.leaseMillis) {
         // Our leases may have expired and been taken over: stop everything we run.
-        yield* Effect.logWarning("effect-conductor: leases could not be renewed; interrupting handlers", result.cause)
+        yield* Effect.logWarning(`effect-conductor: leases could not be renewed for ${now - lastHeartbeat} ms; interrupting handlers`)
         for (const id of runs.keys()) yield* stop(id, { _tag: "Lost" })
       }
     })
@@ -374,7 +375,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     const maintenance = Effect.gen(function*() {
       yield* refreshOffset.pipe(Effect.catch(() => Effect.void))
       yield* store.recoverExpiredLeases.pipe(
-        Effect.catch((error) => Effect.as(Effect.logWarning("effect-conductor: lease recovery failed", error), 0))
+        Effect.catch((error) => Effect.as(warn("lease recovery")(error), 0))
       )
       yield* promote
       yield* wake

@@ -15,6 +15,7 @@ import type {
 } from "../Store.ts"
 import { Store } from "../Store.ts"
 import { makeFolder } from "../fold.ts"
+import { warn } from "../log.ts"
 import { migrate, quoteIdent } from "./migrate.ts"
 import { queries } from "./queries.ts"
 
@@ -136,14 +137,14 @@ export const make = (
       }
     }).pipe(
       Effect.scoped,
-      Effect.tapError((cause) => Effect.logWarning("effect-conductor: signal connection lost, reconnecting", cause)),
+      Effect.tapError(warn("listening for signals (reconnecting)")),
       Effect.retry(Schedule.spaced("250 millis")),
       Effect.forkScoped
     )
 
     const send = (signal: Signal) =>
       pg.notify(channel, encodeSignal(signal)).pipe(
-        Effect.catch((cause) => Effect.logWarning("effect-conductor: NOTIFY failed", cause))
+        Effect.catch(warn("NOTIFY"))
       )
     // A burst of Work signals for a queue costs one NOTIFY in flight plus one
     // folded follow-up; the first goes out at once.
