@@ -177,7 +177,9 @@ export const makeInterpreter = (ctx: InterpreterContext): Interpreter => {
       const existing = yield* claimName(name, "child")
       let child: ChildRecord
       if (existing !== undefined) {
-        child = existing.value as ChildRecord
+        // Stored as JSON: a missing deadline is null there.
+        const stored = existing.value as { readonly id: string; readonly deadline?: number | null }
+        child = { id: stored.id, deadline: stored.deadline ?? undefined }
       } else {
         const encoded = yield* encodePayload(task, payload)
         const started = yield* tracked(Effect.orDie(ctx.startChild({
