@@ -3,7 +3,7 @@
  *
  * @since 0.1.0
  */
-import { Cause, Clock, Context, Duration, Effect, Exit, Fiber, FiberSet, Layer, PubSub, Queue, Schedule } from "effect"
+import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Fiber, FiberSet, Layer, PubSub, Queue, Schedule } from "effect"
 import type { Scope } from "effect"
 import { AttemptTimedOut, InvalidConfig, type StoreError } from "./Errors.ts"
 import { Execution } from "./Execution.ts"
@@ -23,7 +23,13 @@ export interface WorkerOptions {
   readonly queue?: string | undefined
   /** Handlers running at once. Default 10. */
   readonly concurrency?: number | undefined
-  /** Most executions taken by one claim statement. Default `concurrency`. */
+  /**
+   * Claimed executions that may wait in the worker for a free slot, so the
+   * next handler starts without a round trip. They are leased (and counted as
+   * an attempt) like running ones. Default `concurrency`; 0 claims only for free slots.
+   */
+  readonly prefetch?: number | undefined
+  /** Most executions taken by one claim statement. Default `concurrency + prefetch`. */
   readonly claimBatch?: number | undefined
   /** How long a claim holds an execution without a heartbeat. Default 30 seconds. */
   readonly leaseDuration?: Duration.Input | undefined
@@ -76,7 +82,11 @@ const validate = (options: WorkerOptions) =>
     if (!Number.isInteger(concurrency) || concurrency < 1) {
       return yield* new InvalidConfig({ message: `Worker concurrency must be a positive integer, got ${concurrency}` })
     }
-    const claimBatch = options.claimBatch ?? concurrency
+    const prefetch = options.prefetch ?? concurrency
+    if (!Number.isInteger(prefetch) || prefetch < 0) {
+      return yield* new InvalidConfig({ message: `Worker prefetch must be a non-negative integer, got ${prefetch}` })
+    }
+    const claimBatch = options.claimBatch ?? concurrency + prefetch
     if (!Number.isInteger(claimBatch) || claimBatch < 1) {
       return yield* new InvalidConfig({ message: `Worker claimBatch must be a positive integer, got ${claimBatch}` })
     }
@@ -90,6 +100,7 @@ const validate = (options: WorkerOptions) =>
     return {
       queue: options.queue ?? "default",
       concurrency,
+      prefetch,
       claimBatch,
       leaseMillis,
       heartbeatMillis,
@@ -122,18 +133,39 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     /** Leases held: handler running, or outcome not yet committed. */
     const leased = new Set<string>()
     let free = config.concurrency
+    /** Claimed, leased, waiting for a slot (FIFO, in claim order). */
+    const buffered: Array<ClaimedExecution> = []
     let backlog = false
     let stopping = false
     const wakeups = yield* Queue.sliding<void>(1)
     const wake = Queue.offer(wakeups, undefined)
 
-    const stop = (id: string, reason: Stop) =>
+    const stop = (id: string, reason: Stop): Effect.Effect<void> =>
       Effect.suspend(() => {
         const control = runs.get(id)
-        if (control === undefined || control.stop !== undefined) return Effect.void
+        if (control === undefined) return dropBuffered(id, reason)
+        if (control.stop !== undefined) return Effect.void
         control.stop = reason
         return control.fiber === undefined ? Effect.void : Effect.forkDetach(Fiber.interrupt(control.fiber))
       }).pipe(Effect.asVoid)
+
+    /** A stop for an execution still waiting for a slot: it never starts. */
+    const dropBuffered = (id: string, reason: Stop): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const index = buffered.findIndex((e) => e.id === id)
+        if (index < 0) return Effect.void
+        buffered.splice(index, 1)
+        const outcome: AttemptOutcome | undefined = reason._tag === "Cancel"
+          ? { _tag: "Cancelled", id, reason: reason.reason }
+          : reason._tag === "Lost"
+          ? undefined
+          : { _tag: "Released", id }
+        if (outcome === undefined) {
+          release(id)
+          return Effect.void
+        }
+        return finish(outcome, () => release(id))
+      })
 
     // --- timers: wake at the earliest known due time ------------------------
     let armed: number | undefined
@@ -151,20 +183,21 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
 
     // --- batched writes (group commit) ---------------------------------------
     const retryWrites = Schedule.exponential("20 millis").pipe(Schedule.upTo({ duration: Duration.millis(config.leaseMillis) }))
-    const finish = yield* makeBatcher(
+    const finishing = yield* makeBatcher(
       (outcomes: ReadonlyArray<AttemptOutcome>) =>
         Effect.as(Effect.retry(store.finish(workerId, outcomes), retryWrites), outcomes.map(() => undefined)),
       { maxBatch: 1000 }
     )
-    const recordStep = yield* makeBatcher(
+    const finish = finishing.offer
+    const recordStep = (yield* makeBatcher(
       (items: ReadonlyArray<{ readonly executionId: string; readonly record: Omit<StepRecord, "recordedAt"> }>) =>
         store.recordSteps(workerId, items),
       { maxBatch: 500 }
-    )
-    const startChild = yield* makeBatcher(
+    )).submit
+    const startChild = (yield* makeBatcher(
       (children: ReadonlyArray<NewChild>) => store.startChildren(workerId, children),
       { maxBatch: 500 }
-    )
+    )).submit
 
     // --- one attempt -------------------------------------------------------
     const outcomeOf = (
@@ -210,107 +243,145 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         return { _tag: "Failed", id, error: { _tag: "Defect", message: Cause.pretty(exit.cause) }, retryDelayMillis: retry }
       })
 
-    const runHandler = (claimed: ClaimedExecution, task: AnyTask, control: RunControl) =>
-      Effect.gen(function*() {
-        const handler = registry.get(claimed.task)!
-        const decoded = yield* Effect.exit(decodeJson(task.codecs.payload, claimed.payload))
-        if (Exit.isFailure(decoded)) {
-          // A stored payload that no longer decodes fails for good, once.
-          return {
-            _tag: "Failed",
-            id: claimed.id,
-            error: {
-              _tag: "Defect",
-              message: `The stored payload of ${task.name} ${claimed.id} no longer decodes: ${Cause.pretty(decoded.cause)}`
-            },
-            retryDelayMillis: undefined
-          } satisfies AttemptOutcome
-        }
-        const abort = new AbortController()
-        const ops = makeInterpreter({
-          executionId: claimed.id,
+    /** The effect of one attempt: the handler with Execution provided, under the task's timeout. */
+    const attempt = (claimed: ClaimedExecution, task: AnyTask, payload: unknown, onAbort: (abort: AbortController) => void) => {
+      let abort: AbortController | undefined
+      let ops: ReturnType<typeof makeInterpreter> | undefined
+      let effect = Effect.provideService(
+        registry.get(claimed.task)!.run(payload),
+        Execution,
+        Execution.of({
+          id: claimed.id,
+          task: claimed.task,
           attempt: claimed.attempt,
-          store,
-          recordStep: (record) => recordStep({ executionId: claimed.id, record }),
-          startChild: (child): Effect.Effect<ChildRecord | undefined, StoreError> => startChild(child),
-          now: storeNow,
-          inlineSleepMillis: config.inlineSleepMillis,
-          suspend: (until) => stop(claimed.id, { _tag: "Suspend", until }),
-          leaseLost: Effect.andThen(stop(claimed.id, { _tag: "Lost" }), Effect.never)
+          maxAttempts: claimed.maxAttempts,
+          parentId: claimed.parentId,
+          // Both created on first use: most handlers never look at them.
+          get signal() {
+            if (abort === undefined) {
+              abort = new AbortController()
+              onAbort(abort)
+            }
+            return abort.signal
+          },
+          get ops() {
+            return ops ??= makeInterpreter({
+              executionId: claimed.id,
+              attempt: claimed.attempt,
+              store,
+              recordStep: (record) => recordStep({ executionId: claimed.id, record }),
+              startChild: (child): Effect.Effect<ChildRecord | undefined, StoreError> => startChild(child),
+              now: storeNow,
+              inlineSleepMillis: config.inlineSleepMillis,
+              suspend: (until) => stop(claimed.id, { _tag: "Suspend", until }),
+              leaseLost: Effect.andThen(stop(claimed.id, { _tag: "Lost" }), Effect.never)
+            })
+          }
         })
-        let effect = Effect.provideService(
-          handler.run(decoded.value),
-          Execution,
-          Execution.of({
-            id: claimed.id,
-            task: claimed.task,
-            attempt: claimed.attempt,
-            maxAttempts: claimed.maxAttempts,
-            parentId: claimed.parentId,
-            signal: abort.signal,
-            ops
-          })
-        )
-        if (task.timeout !== undefined) {
-          const timeoutMillis = Duration.toMillis(task.timeout)
-          effect = Effect.timeoutOrElse(effect, {
-            duration: task.timeout,
-            orElse: () =>
-              Effect.die(new AttemptTimedOut({
-                task: task.name,
-                timeoutMillis,
-                message: `Attempt ${claimed.attempt} of ${task.name} ${claimed.id} timed out after ${timeoutMillis} ms`
-              }))
-          })
-        }
-        const fiber = yield* Effect.forkChild(effect, { startImmediately: true })
-        control.fiber = fiber
-        if (control.stop !== undefined) yield* Fiber.interrupt(fiber)
-        const exit = yield* Fiber.await(fiber)
-        abort.abort()
-        return yield* outcomeOf(claimed, task, exit, control.stop)
-      })
+      )
+      if (task.timeout !== undefined) {
+        const timeoutMillis = Duration.toMillis(task.timeout)
+        effect = Effect.timeoutOrElse(effect, {
+          duration: task.timeout,
+          orElse: () =>
+            Effect.die(new AttemptTimedOut({
+              task: task.name,
+              timeoutMillis,
+              message: `Attempt ${claimed.attempt} of ${task.name} ${claimed.id} timed out after ${timeoutMillis} ms`
+            }))
+        })
+      }
+      return effect
+    }
 
+    /**
+     * Runs one claimed execution in the current fiber: only the handler is
+     * interruptible (stop() interrupts this fiber), so the outcome is always
+     * computed and handed to the batcher. The slot is freed as soon as the
+     * handler ends; the lease is dropped once the outcome is committed.
+     */
     const execute = (claimed: ClaimedExecution) =>
-      Effect.gen(function*() {
-        const task = registry.get(claimed.task)!.task
-        const control: RunControl = { stop: undefined, fiber: undefined }
-        runs.set(claimed.id, control)
-        const outcome = yield* runHandler(claimed, task, control).pipe(
-          Effect.ensuring(Effect.suspend(() => {
+      Effect.uninterruptibleMask((restore) =>
+        Effect.withFiber((fiber) =>
+          Effect.gen(function*() {
+            const task = registry.get(claimed.task)!.task
+            const control: RunControl = { stop: undefined, fiber }
+            runs.set(claimed.id, control)
+            let outcome: AttemptOutcome | undefined
+            const decoded = yield* Effect.exit(decodeJson(task.codecs.payload, claimed.payload))
+            if (Exit.isFailure(decoded)) {
+              // A stored payload that no longer decodes fails for good, once.
+              outcome = {
+                _tag: "Failed",
+                id: claimed.id,
+                error: {
+                  _tag: "Defect",
+                  message: `The stored payload of ${task.name} ${claimed.id} no longer decodes: ${Cause.pretty(decoded.cause)}`
+                },
+                retryDelayMillis: undefined
+              }
+            } else {
+              let abort: AbortController | undefined
+              const exit = yield* Effect.exit(restore(attempt(claimed, task, decoded.value, (a) => (abort = a))))
+              abort?.abort()
+              outcome = yield* outcomeOf(claimed, task, exit, control.stop)
+            }
             runs.delete(claimed.id)
             free++
-            return backlog && !stopping ? wake : Effect.void
-          }))
+            yield* dispatch
+            if (backlog && !stopping && buffered.length < config.concurrency) yield* wake
+            if (outcome === undefined) return release(claimed.id)
+            if (outcome._tag === "Suspended" && outcome.until !== undefined) yield* arm(outcome.until)
+            if (outcome._tag === "Failed" && outcome.retryDelayMillis !== undefined) {
+              yield* arm((yield* storeNow) + outcome.retryDelayMillis)
+            }
+            yield* finish(outcome, (exit) => {
+              if (exit._tag === "Failure") Effect.runFork(warn(`writing the outcome of ${claimed.id}`)(Cause.squash(exit.cause)))
+              release(claimed.id)
+            })
+          })
         )
-        if (outcome === undefined) return
-        yield* finish(outcome).pipe(
-          Effect.catch(warn(`writing the outcome of ${claimed.id}`))
-        )
-        if (outcome._tag === "Suspended" && outcome.until !== undefined) yield* arm(outcome.until)
-        if (outcome._tag === "Failed" && outcome.retryDelayMillis !== undefined) {
-          yield* arm((yield* storeNow) + outcome.retryDelayMillis)
-        }
-      }).pipe(Effect.ensuring(Effect.sync(() => leased.delete(claimed.id))))
+      )
+
+    /** Forgets a lease; at shutdown, the last one lets the worker finish. */
+    const release = (id: string) => {
+      leased.delete(id)
+      if (stopping && leased.size === 0) Deferred.doneUnsafe(drained, Effect.void)
+    }
+    const drained = yield* Deferred.make<void>()
 
     // --- claiming ----------------------------------------------------------
     const fibers = yield* FiberSet.make<unknown, unknown>()
+    /** Starts buffered executions while slots are free. */
+    const dispatch: Effect.Effect<void> = Effect.suspend(() => {
+      const starting: Array<ClaimedExecution> = []
+      while (free > 0 && buffered.length > 0 && !stopping) {
+        free--
+        starting.push(buffered.shift()!)
+      }
+      return starting.length === 0
+        ? Effect.void
+        : Effect.forEach(starting, (execution) => FiberSet.run(fibers, execute(execution)), { discard: true })
+    })
+    const capacity = config.concurrency + config.prefetch
     const claimLoop = Effect.gen(function*() {
       while (true) {
         yield* Queue.take(wakeups)
-        while (!stopping && free > 0) {
+        while (!stopping) {
+          const room = capacity - (config.concurrency - free) - buffered.length
+          if (room <= 0) break
           const tasks = registry.tasksOfQueue(queue)
           if (tasks.length === 0) break
-          const limit = Math.min(free, config.claimBatch)
+          const limit = Math.min(room, config.claimBatch)
           const claimed = yield* store.claim({ queue, tasks, limit, workerId, leaseMillis: config.leaseMillis }).pipe(
             Effect.catch((error) => Effect.as(warn("claim")(error), []))
           )
           backlog = claimed.length === limit
           for (const execution of claimed) {
-            free--
             leased.add(execution.id)
-            yield* FiberSet.run(fibers, execute(execution))
+            buffered.push(execution)
           }
+          yield* dispatch
           if (claimed.length < limit) break
         }
       }
@@ -398,11 +469,15 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       Effect.gen(function*() {
         stopping = true
         yield* Fiber.interrupt(claimer)
-        const drained = yield* Effect.timeoutOption(FiberSet.awaitEmpty(fibers), Duration.millis(config.graceMillis))
-        if (drained._tag === "None") {
+        // Claimed but never started: give them back at once.
+        for (const e of buffered.splice(0)) yield* finish({ _tag: "Released", id: e.id }, () => release(e.id))
+        const finished = yield* Effect.timeoutOption(FiberSet.awaitEmpty(fibers), Duration.millis(config.graceMillis))
+        if (finished._tag === "None") {
           for (const id of runs.keys()) yield* stop(id, { _tag: "Shutdown" })
           yield* FiberSet.awaitEmpty(fibers)
         }
+        // Every outcome committed (or given up on) before the batchers stop.
+        if (leased.size > 0) yield* Deferred.await(drained)
       })
     )
 

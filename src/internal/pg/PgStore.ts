@@ -239,15 +239,14 @@ export const make = (
         }
         const queues = new Set<string>()
         if (final.length > 0) {
-          const [row] = yield* run<{ finished: number; queues: Array<string> | null }>("finish", Q.finish, [
+          yield* run("finish", Q.finish, [
             workerId,
             uuids(final.map((f) => f.id)),
             texts(final.map((f) => f.status)),
             texts(final.map((f) => f.result)),
-            texts(final.map((f) => f.error))
+            texts(final.map((f) => f.error)),
+            channel
           ])
-          for (const queue of row?.queues ?? []) queues.add(queue)
-          if ((row?.finished ?? 0) > 0) yield* finishedFolder("f")
         }
         if (requeue.length > 0) {
           const rows = yield* run<{ queue: string; status: string }>("requeue", Q.requeue, [

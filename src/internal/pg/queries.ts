@@ -74,7 +74,7 @@ export const queries = (S: string) => ({
    * Finishes a batch for good (completed / failed / cancelled): deletes the
    * leased rows and inserts them into finished_executions in one statement.
    * A cancel request that committed first turns a completion or failure into
-   * 'cancelled' with the requested reason.
+   * 'cancelled' with the requested reason. $6 is the signal channel.
    * Fenced: only rows still leased to $1 move.
    */
   finish: `
@@ -97,9 +97,15 @@ export const queries = (S: string) => ({
              attempts, max_attempts, dedupe_key, parent_id, parent_step, created_at, started_at
       FROM done
       RETURNING parent_id
-    ), ${wakeParents(S)}
-    SELECT (SELECT count(*) FROM moved)::int AS finished,
-           (SELECT array_agg(DISTINCT queue) FROM woken WHERE status = 'pending') AS queues`,
+    ), ${wakeParents(S)},
+    -- Signals go out with the commit, from inside the statement: no extra round
+    -- trip, and one notification per batch (not per row).
+    signalled AS (
+      SELECT pg_notify($6, 'f') FROM (SELECT 1 FROM moved LIMIT 1) AS any_finished
+      UNION ALL
+      SELECT pg_notify($6, 'w:' || queue) FROM (SELECT DISTINCT queue FROM woken WHERE status = 'pending') AS q
+    )
+    SELECT (SELECT count(*) FROM moved)::int AS finished, (SELECT count(*) FROM signalled)::int AS signals`,
 
   /**
    * Puts leased rows back in one statement.
