@@ -3,11 +3,9 @@
  * Postgres at DATABASE_URL or, when unset, on an embedded server started for
  * the demo and removed afterwards. Prints what runs and its results, then exits.
  */
-import { PgClient } from "@effect/sql-pg"
-import { Effect, Layer, Redacted } from "effect"
-import { startPostgres } from "../dev/postgres.ts"
-import { Conductor, PgStore, Worker } from "../src/index.ts"
-import { DoubleLive, GreetLive, ProcessNumberLive } from "./handlers.ts"
+import { Effect } from "effect"
+import { Conductor } from "../src/index.ts"
+import { runLocally } from "./local.ts"
 import { Greet, ProcessNumber } from "./tasks.ts"
 
 const program = Effect.gen(function*() {
@@ -38,27 +36,4 @@ const program = Effect.gen(function*() {
   }
 })
 
-const main = Effect.gen(function*() {
-  const server = yield* Effect.acquireRelease(
-    Effect.promise(() => startPostgres({ log: () => {} })),
-    (s) => Effect.promise(() => s.stop())
-  )
-  yield* Effect.log(`postgres: ${server.source === "env" ? "DATABASE_URL" : "embedded server"} (${server.url.replace(/\/\/[^@]*@/, "//")})`)
-  const Handlers = Layer.mergeAll(GreetLive, DoubleLive, ProcessNumberLive)
-  const Live = Worker.Worker.layer({ concurrency: 8 }).pipe(
-    Layer.provide(Handlers),
-    Layer.provideMerge(Conductor.Conductor.layer),
-    Layer.provide(PgStore.layer({ schema: "conductor_demo" })),
-    Layer.provide(PgClient.layer({ url: Redacted.make(server.url) }))
-  )
-  yield* program.pipe(Effect.provide(Live))
-  yield* Effect.log("done")
-})
-
-Effect.runPromise(Effect.scoped(main)).then(
-  () => process.exit(0),
-  (error) => {
-    console.error(error)
-    process.exit(1)
-  }
-)
+runLocally(Effect.andThen(program, Effect.log("done")))

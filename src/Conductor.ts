@@ -41,6 +41,7 @@ export interface StepInfo {
   readonly name: string
   readonly kind: "step" | "sleep" | "child"
   readonly outcome: "success" | "failure" | "sleep" | "child"
+  /** step: the stored success or failure (JSON); sleep: the wake time; child: { id, deadline } */
   readonly value: unknown
   readonly attempt: number
   readonly recordedAt: Date
@@ -126,7 +127,11 @@ const stepInfo = (step: StepRecord): StepInfo => ({
   name: step.name,
   kind: step.kind,
   outcome: step.kind === "step" ? (step.error === undefined ? "success" : "failure") : step.kind,
-  value: step.kind === "step" && step.error !== undefined ? step.error : step.value,
+  value: step.kind === "sleep"
+    ? new Date(Number(step.value))
+    : step.kind === "step" && step.error !== undefined
+    ? step.error
+    : step.value,
   attempt: step.attempt,
   recordedAt: new Date(step.recordedAt)
 })

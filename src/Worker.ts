@@ -120,7 +120,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
 
     // --- the store's clock, read locally ---------------------------------
     let offset = 0
-    const storeNow = Effect.map(Clock.currentTimeMillis, (now) => now + offset)
+    const storeNow = Effect.map(Clock.currentTimeMillis, (now) => Math.round(now + offset))
     const refreshOffset = Effect.gen(function*() {
       const before = yield* Clock.currentTimeMillis
       const remote = yield* store.now

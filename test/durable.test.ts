@@ -4,6 +4,7 @@
  */
 import { assert, layer } from "@effect/vitest"
 import { Deferred, Effect, Layer, Schema } from "effect"
+import { SqlClient } from "effect/sql"
 import { Conductor } from "../src/Conductor.ts"
 import * as Durable from "../src/Durable.ts"
 import * as Task from "../src/Task.ts"
@@ -250,6 +251,10 @@ layer(pgStack(), { excludeTestServices: true })("invoke", (it) => {
       assert.strictEqual(yield* withWorker(Handlers, { concurrency: 10 }, conductor.result(Sum, id)), 285)
       const info = yield* conductor.get(id)
       assert.strictEqual(info.children.length, 10)
+      // All ten were inserted by one statement: they share its transaction's now().
+      const sql = yield* SqlClient.SqlClient
+      const created = yield* sql<{ n: number }>`SELECT count(DISTINCT created_at)::int AS n FROM conductor.finished_executions WHERE parent_id = ${id}`
+      assert.strictEqual(created[0]!.n, 1)
       // One run that started all ten and suspended, then replays until all are done
       // (a replay that finds some still running suspends again).
       assert.isAtLeast(sumRuns, 2)

@@ -173,6 +173,20 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
       assert.strictEqual(done.result, 2)
     }))
 
+  it.effect("step records: the first writer wins and a late writer adopts the stored value", () =>
+    Effect.gen(function*() {
+      const store = yield* Store
+      const worker = "00000000-0000-4000-8000-00000000000c"
+      const [row] = yield* store.insert([{ id: crypto.randomUUID(), task: "job", queue: "q2", payload: {}, priority: 0, maxAttempts: 3 }])
+      yield* store.claim({ queue: "q2", tasks: ["job"], limit: 1, workerId: worker, leaseMillis: 30_000 })
+      const record = (value: number) => ({ executionId: row!.id, record: { name: "pick", kind: "step" as const, value, error: undefined, attempt: 1 } })
+      const [first] = yield* store.recordSteps(worker, [record(1)])
+      const [late] = yield* store.recordSteps(worker, [record(2)])
+      assert.strictEqual(first!.value, 1)
+      assert.strictEqual(late!.value, 1)
+      assert.deepStrictEqual((yield* store.steps(row!.id)).map((s) => s.value), [1])
+    }))
+
   it.effect("a handler whose lease was taken away is interrupted and writes nothing", () =>
     Effect.gen(function*() {
       const conductor = yield* Conductor

@@ -230,6 +230,30 @@ layer(pgStack(), { excludeTestServices: true })("cancellation", (it) => {
       assert.deepStrictEqual(info.children.map((c) => c.status), ["cancelled", "cancelled"])
     }))
 
+  it.effect("a cancel request whose NOTIFY was lost is picked up by the heartbeat", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const sql = yield* SqlClient.SqlClient
+      const Stuck = Task.make("stuck", { payload: Schema.Struct({}) })
+      const started = yield* Deferred.make<void>()
+      const finalized = yield* Deferred.make<void>()
+      const StuckLive = Stuck.toLayer(() =>
+        Effect.andThen(Deferred.succeed(started, undefined), Effect.never).pipe(
+          Effect.ensuring(Deferred.succeed(finalized, undefined))
+        )
+      )
+      const id = yield* conductor.invoke(Stuck, {})
+      const error = yield* withWorker(StuckLive, { heartbeatInterval: "100 millis" }, Effect.gen(function*() {
+        yield* Deferred.await(started)
+        // What cancel() writes, without the notification.
+        yield* sql`UPDATE conductor.executions SET cancel_reason = 'quietly' WHERE id = ${id}`
+        yield* Deferred.await(finalized)
+        return yield* Effect.flip(conductor.result(Stuck, id))
+      }))
+      assert.strictEqual(error._tag, "ExecutionCancelled")
+      assert.match(error.message, /quietly/)
+    }))
+
   it.effect("a parent waiting on a child that was cancelled gets a typed error it can catch", () =>
     Effect.gen(function*() {
       const conductor = yield* Conductor

@@ -1,4 +1,4 @@
-import { Duration, Effect, Schema } from "effect"
+import { Deferred, Duration, Effect, Schema } from "effect"
 import { decodeOutcome, encodePayload } from "../Conductor.ts"
 import { ChildTimedOut, DuplicateStepName, StepMismatch, type StoreError } from "../Errors.ts"
 import type { AnySchema, AnyTask } from "../Task.ts"
@@ -55,12 +55,21 @@ export const makeInterpreter = (ctx: InterpreterContext): Interpreter => {
   const blocked = new Map<string, number | undefined>()
   let inFlight = 0
 
-  const load = Effect.suspend(() =>
-    records !== undefined ? Effect.succeed(records) : Effect.map(Effect.orDie(ctx.store.steps(ctx.executionId)), (rows) => {
-      records ??= new Map(rows.map((row) => [row.name, row]))
-      return records
-    })
-  )
+  // Read once per attempt, shared by concurrent branches.
+  let loading: Deferred.Deferred<Map<string, StepRecord>> | undefined
+  const load = Effect.suspend(() => {
+    if (records !== undefined) return Effect.succeed(records)
+    if (loading !== undefined) return Deferred.await(loading)
+    const deferred = Deferred.makeUnsafe<Map<string, StepRecord>>()
+    loading = deferred
+    return Effect.orDie(ctx.store.steps(ctx.executionId)).pipe(
+      Effect.map((rows) => (records = new Map(rows.map((row) => [row.name, row])))),
+      Effect.onExit((exit) => Effect.sync(() => {
+        if (exit._tag === "Failure") loading = undefined
+        Deferred.doneUnsafe(deferred, exit)
+      }))
+    )
+  })
 
   const claimName = (name: string, kind: StepRecord["kind"]) =>
     Effect.flatMap(load, (map) => {
