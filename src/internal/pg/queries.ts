@@ -30,6 +30,7 @@ export const queries = (S: string) => ({
    * Many executions in one statement. Future run_at goes to 'scheduled' (out of
    * the claim index). A dedupe key that matches an unfinished execution of the
    * same task returns that row (the no-op update makes RETURNING see it).
+   * Inside a caller's transaction the notification is delivered at its commit.
    */
   insert: `
     WITH input AS (
@@ -39,16 +40,23 @@ export const queries = (S: string) => ({
     ), timed AS (
       SELECT input.*, COALESCE(to_timestamp(run_at_ms / 1000.0), now() + COALESCE(delay_ms, 0) * interval '1 millisecond') AS run_at
       FROM input
+    ), inserted AS (
+      INSERT INTO ${S}.executions AS e
+        (id, task, queue, status, priority, run_at, payload, max_attempts, dedupe_key, parent_id, parent_step)
+      SELECT id, task, queue, CASE WHEN run_at > now() THEN 'scheduled' ELSE 'pending' END,
+             priority, run_at, payload::jsonb, max_attempts, dedupe_key, parent_id, parent_step
+      FROM timed
+      ON CONFLICT (task, dedupe_key) WHERE dedupe_key IS NOT NULL
+        DO UPDATE SET dedupe_key = EXCLUDED.dedupe_key
+      RETURNING e.id, e.task, e.dedupe_key, e.queue, e.status, (xmax = 0) AS created
+    ), signalled AS (
+      -- $12 (the signal channel, or NULL): wake workers with the commit itself,
+      -- one notification per queue and statement, no extra round trip.
+      SELECT pg_notify($12, 'w:' || queue)
+      FROM (SELECT DISTINCT queue FROM inserted WHERE created AND status = 'pending') AS q
+      WHERE $12::text IS NOT NULL
     )
-    INSERT INTO ${S}.executions AS e
-      (id, task, queue, status, priority, run_at, payload, max_attempts, dedupe_key, parent_id, parent_step)
-    SELECT id, task, queue, CASE WHEN run_at > now() THEN 'scheduled' ELSE 'pending' END,
-           priority, run_at, payload::jsonb, max_attempts, dedupe_key, parent_id, parent_step
-    FROM timed
-    ON CONFLICT (task, dedupe_key) WHERE dedupe_key IS NOT NULL
-      DO UPDATE SET dedupe_key = EXCLUDED.dedupe_key
-    RETURNING e.id, e.task, e.dedupe_key, e.queue, e.status, (xmax = 0) AS created,
-              (extract(epoch FROM e.run_at) * 1000)::float8 AS run_at_ms`,
+    SELECT inserted.*, (SELECT count(*) FROM signalled)::int AS signals FROM inserted`,
 
   /**
    * Claims a batch: the partial claim index holds only 'pending' rows in claim
