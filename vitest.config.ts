@@ -21,7 +21,7 @@ if (typeof (Map as { groupBy?: unknown }).groupBy !== "function") {
 
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
+    include: ["test/**/*.test.ts", "examples/**/*.test.ts"],
     // One Postgres server per `vitest run` (embedded unless DATABASE_URL / CONDUCTOR_PG_IMAGE say otherwise);
     // its URL reaches test files as inject("postgresUrl"). Test files run in parallel, each on its own database
     // (test/support/TestDatabase.ts).

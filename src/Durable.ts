@@ -21,18 +21,18 @@ export type Json = string | number | boolean | null | ReadonlyArray<Json> | { re
  *
  * Without `success`, the value must be JSON (checked by the compiler), so a
  * `Date` never silently comes back as a string; pass a schema for anything
- * else. A failure that `error` declares is recorded too and replayed as the
+ * else. A step of `void` is recorded as `null`. A failure that `error` declares is recorded too and replayed as the
  * same failure; any other failure or defect is not recorded and fails the
  * attempt (the task's retry policy applies).
  */
 export const step: {
-  <A extends Json, E, R>(name: string, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R | Execution>
+  <A extends Json | void, E, R>(name: string, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R | Execution>
   <S extends AnySchema, E, R, ES extends AnySchema = typeof Schema.Never>(
     name: string,
     effect: Effect.Effect<S["Type"], E, R>,
     options: { readonly success: S; readonly error?: ES | undefined }
   ): Effect.Effect<S["Type"], E, R | Execution>
-  <A extends Json, E, R, ES extends AnySchema>(
+  <A extends Json | void, E, R, ES extends AnySchema>(
     name: string,
     effect: Effect.Effect<A, E, R>,
     options: { readonly error: ES }

@@ -31,7 +31,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Data, Duration, Effect, Fiber, Layer, Option, Queue } from "effect"
+import { Cause, Clock, Context, Data, Duration, Effect, Fiber, Layer, Option, Queue, Scheduler } from "effect"
 import type { Scope } from "effect"
 import type { TestClock } from "effect/testing"
 import { Conductor, type ExecutionInfo, type StepInfo } from "./Conductor.ts"
@@ -52,9 +52,10 @@ export interface TestConductorOptions {
    * `false` starts none: start your own with `Worker.layer`.
    *
    * Defaults suited to a frozen clock: `shutdownGrace` 0 (handlers still
-   * running when the test ends are interrupted), a one-hour lease with a
-   * heartbeat every 20 minutes and a one-hour safety poll, so moving the clock
-   * by days costs a few hundred timer firings, not hundreds of thousands.
+   * running when the test ends are interrupted), a one-day lease with a
+   * heartbeat every 8 hours and a daily safety poll (in-memory signals are
+   * never lost), so moving the clock by weeks costs a few dozen timer
+   * firings, not hundreds of thousands.
    */
   readonly worker?: Worker.WorkerOptions | false | undefined
 }
@@ -112,8 +113,12 @@ export class TestConductor extends Context.Service<TestConductor, {
 
 interface TrackedSleep {
   readonly deadline: number
-  /** The execution whose handler sleeps, when it is a handler. */
-  readonly executionId: string | undefined
+  /**
+   * handler: inside a handler (inline durable sleeps, `Effect.sleep` in a step);
+   * worker: a worker's own timers (heartbeat, poll, due-time timer, attempt timeouts);
+   * other: anything else reading the clock (the test itself).
+   */
+  readonly kind: "handler" | "worker" | "other"
 }
 
 /**
@@ -122,7 +127,7 @@ interface TrackedSleep {
  * helpers know the next time worth moving to. It also answers `TestClock`'s
  * methods, so `TestClock.adjust` keeps working in the test.
  */
-const trackingClock = (inner: Clock.Clock, sleeps: Set<TrackedSleep>, bump: () => void) => {
+const trackingClock = (inner: Clock.Clock, sleeps: Set<TrackedSleep>, bump: () => void, worker = false) => {
   const test = inner as Partial<TestClock.TestClock>
   const clock: Clock.Clock & Pick<TestClock.TestClock, "adjust" | "setTime" | "withLive"> = {
     currentTimeMillisUnsafe: () => inner.currentTimeMillisUnsafe(),
@@ -137,7 +142,7 @@ const trackingClock = (inner: Clock.Clock, sleeps: Set<TrackedSleep>, bump: () =
           Effect.sync(() => {
             const entry: TrackedSleep = {
               deadline: inner.currentTimeMillisUnsafe() + Duration.toMillis(duration),
-              executionId: Option.isSome(execution) ? execution.value.id : undefined
+              kind: Option.isSome(execution) ? "handler" : worker ? "worker" : "other"
             }
             sleeps.add(entry)
             bump()
@@ -174,11 +179,46 @@ const quietClock = (inner: Clock.Clock): Clock.Clock => ({
   sleep: () => Effect.never
 })
 
-/** One turn of the real event loop: every fiber scheduled before it gets to run. */
-const liveTurn = Effect.callback<void>((resume) => {
-  const handle = setImmediate(() => resume(Effect.void))
-  return Effect.sync(() => clearImmediate(handle))
+/** Counts Effect tasks scheduled and not yet run, across every fiber that uses it. */
+interface TaskCounter {
+  pending: number
+}
+
+/**
+ * Wraps the scheduler in context (the TestClock's) to count outstanding
+ * tasks: when none is queued at an event-loop boundary, every fiber of the
+ * layer, its handlers and the test is suspended, waiting for the clock or for
+ * something outside. That is how the helpers know the system has settled.
+ */
+const countingScheduler = (inner: Scheduler.Scheduler, counter: TaskCounter): Scheduler.Scheduler => ({
+  executionMode: inner.executionMode,
+  shouldYield: (fiber) => inner.shouldYield(fiber),
+  makeDispatcher() {
+    const dispatcher = inner.makeDispatcher()
+    return {
+      scheduleTask(task, priority) {
+        counter.pending++
+        dispatcher.scheduleTask(() => {
+          try {
+            task()
+          } finally {
+            counter.pending--
+          }
+        }, priority)
+      },
+      flush() {
+        dispatcher.flush()
+      }
+    }
+  }
 })
+
+/** One turn of the real event loop; true when no Effect task was queued at its end. */
+const quietTurn = (counter: TaskCounter) =>
+  Effect.callback<boolean>((resume) => {
+    const handle = setImmediate(() => resume(Effect.succeed(counter.pending === 0)))
+    return Effect.sync(() => clearImmediate(handle))
+  })
 
 const liveSleep = (millis: number) =>
   Effect.callback<void>((resume) => {
@@ -186,13 +226,13 @@ const liveSleep = (millis: number) =>
     return Effect.sync(() => clearTimeout(handle))
   })
 
-/** Event-loop turns without any write, signal or new sleep before the system counts as settled. */
-const QUIET_TURNS = 12
+/** Quiet event-loop turns in a row (no task queued, no write, signal or new sleep) that count as settled. */
+const QUIET_TURNS = 2
 
 const testWorkerDefaults: Worker.WorkerOptions = {
-  leaseDuration: "1 hour",
-  heartbeatInterval: "20 minutes",
-  pollInterval: "1 hour",
+  leaseDuration: "1 day",
+  heartbeatInterval: "8 hours",
+  pollInterval: "1 day",
   shutdownGrace: Duration.zero
 }
 
@@ -201,10 +241,18 @@ const testWorkerDefaults: Worker.WorkerOptions = {
 const make = (options: TestConductorOptions) =>
   Effect.gen(function*() {
     const inner = yield* Clock.clockWith(Effect.succeed)
+    const counter: TaskCounter = { pending: 0 }
+    const scheduler = countingScheduler(yield* Effect.service(Scheduler.Scheduler), counter)
+    return yield* build(options, inner, counter, scheduler).pipe(Effect.provideService(Scheduler.Scheduler, scheduler))
+  })
+
+const build = (options: TestConductorOptions, inner: Clock.Clock, counter: TaskCounter, scheduler: Scheduler.Scheduler) =>
+  Effect.gen(function*() {
     const testClock = inner as Partial<TestClock.TestClock>
     const sleeps = new Set<TrackedSleep>()
     let clockVersion = 0
     const clock = trackingClock(inner, sleeps, () => clockVersion++)
+    const workerErrors: Array<string> = []
 
     const { inspector, store } = yield* makeWithInspector
     const storeContext = Context.make(Store, store)
@@ -215,17 +263,23 @@ const make = (options: TestConductorOptions) =>
     const registry = Context.get(conductorContext, Registry)
     const context = Context.merge(storeContext, conductorContext)
 
-    if (options.worker !== false) yield* startWorkers(options.worker ?? {}, context, registry)
+    if (options.worker !== false) {
+      const workerClock = trackingClock(inner, sleeps, () => clockVersion++, true)
+      yield* startWorkers(workerErrors, options.worker ?? {}, context, registry).pipe(Effect.provideService(Clock.Clock, workerClock))
+    }
 
-    const helpers = makeHelpers(inspector, sleeps, () => clockVersion, inner, testClock)
+    const helpers = makeHelpers(inspector, sleeps, () => clockVersion, inner, testClock, counter, workerErrors)
     return Context.add(context, TestConductor, TestConductor.of(helpers)).pipe(
-      // Handlers and the test read the tracking clock (it wraps the TestClock).
-      Context.add(Clock.Clock, clock)
+      // Handlers and the test read the tracking clock (it wraps the TestClock)
+      // and run on the counting scheduler (it wraps the TestClock's).
+      Context.add(Clock.Clock, clock),
+      Context.add(Scheduler.Scheduler, scheduler)
     )
   })
 
 /** Starts a worker for each queue as its first handler registers. */
 const startWorkers = (
+  workerErrors: Array<string>,
   workerOptions: Worker.WorkerOptions,
   context: Context.Context<Store | Registry | Conductor>,
   registry: Registry["Service"]
@@ -244,7 +298,11 @@ const startWorkers = (
         started.add(queue)
         yield* Layer.buildWithScope(Worker.Worker.layer({ ...testWorkerDefaults, ...workerOptions, queue }), scope).pipe(
           Effect.provideContext(context),
-          Effect.orDie
+          Effect.catchCause((cause) =>
+            Effect.sync(() => void workerErrors.push(`queue "${queue}": ${Cause.pretty(cause)}`)).pipe(
+              Effect.andThen(Effect.logError(`TestConductor: the worker for queue "${queue}" did not start`, cause))
+            )
+          )
         )
       }
     }).pipe(Effect.forkScoped)
@@ -255,7 +313,9 @@ const makeHelpers = (
   sleeps: ReadonlySet<TrackedSleep>,
   clockVersion: () => number,
   inner: Clock.Clock,
-  testClock: Partial<TestClock.TestClock>
+  testClock: Partial<TestClock.TestClock>,
+  counter: TaskCounter,
+  workerErrors: ReadonlyArray<string>
 ): TestConductor["Service"] => {
   const version = () => inspector.version() + clockVersion()
 
@@ -263,10 +323,9 @@ const makeHelpers = (
     let quiet = 0
     let last = -1
     while (quiet < QUIET_TURNS) {
-      yield* Effect.yieldNow
-      yield* liveTurn
+      const idle = yield* quietTurn(counter)
       const current = version()
-      if (current === last) quiet++
+      if (idle && current === last) quiet++
       else {
         quiet = 0
         last = current
@@ -274,12 +333,19 @@ const makeHelpers = (
     }
   })
 
-  /** The next time worth moving to: store due times, and sleeps (of handlers only, unless `all`). */
+  /**
+   * The next time worth moving to. Always: store due times (delayed and retried
+   * executions, durable sleeps, child timeouts) and sleeps inside handlers.
+   * `all` adds sleeps of the test's own fibers, and, while some execution is
+   * running, the workers' timers (an attempt's timeout is one of them).
+   */
   const nextDeadline = (all: boolean) => {
     const now = inner.currentTimeMillisUnsafe()
     let next = inspector.nextDue()
+    const running = all && inspector.executions().some((row) => row.status === "running")
     for (const sleep of sleeps) {
-      if (!all && sleep.executionId === undefined) continue
+      if (sleep.kind === "other" && !all) continue
+      if (sleep.kind === "worker" && !running) continue
       if (sleep.deadline > now && (next === undefined || sleep.deadline < next)) next = sleep.deadline
     }
     return next
@@ -296,8 +362,9 @@ const makeHelpers = (
     const rows = inspector.executions().filter((row) =>
       row.status !== "completed" && row.status !== "failed" && row.status !== "cancelled"
     )
-    if (rows.length === 0) return "no unfinished executions"
-    return "unfinished executions: " + rows.map((row) => `${row.task} ${row.id} (${row.status})`).join(", ")
+    const errors = workerErrors.length === 0 ? "" : `; workers that did not start: ${workerErrors.join("; ")}`
+    if (rows.length === 0) return "no unfinished executions" + errors
+    return "unfinished executions: " + rows.map((row) => `${row.task} ${row.id} (${row.status})`).join(", ") + errors
   }
 
   const stepLimit = (options: RunOptions | undefined) => options?.maxSteps ?? 1000

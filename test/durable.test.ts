@@ -84,6 +84,25 @@ layer(pgStack(), { excludeTestServices: true })("step", (it) => {
       assert.isTrue(yield* withWorker(DatedLive, {}, conductor.result(Dated, id)))
     }))
 
+  it.effect("a step of void is recorded (as null) and not re-run on replay", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const Notify = Task.make("notify", { payload: Schema.Struct({}), success: Schema.Number, maxAttempts: 2, retry: { base: "10 millis" } })
+      let sent = 0
+      let attempts = 0
+      const NotifyLive = Notify.toLayer(() =>
+        Effect.gen(function*() {
+          attempts++
+          yield* Durable.step("send", Effect.sync(() => void sent++))
+          if (attempts === 1) return yield* Effect.die("retry after sending")
+          return sent
+        })
+      )
+      const id = yield* conductor.invoke(Notify, {})
+      assert.strictEqual(yield* withWorker(NotifyLive, {}, conductor.result(Notify, id)), 1)
+      assert.deepStrictEqual((yield* conductor.get(id)).steps.map((s) => [s.name, s.value]), [["send", null]])
+    }))
+
   it.effect("reusing a name within one execution is a clear error", () =>
     Effect.gen(function*() {
       const conductor = yield* Conductor

@@ -68,6 +68,7 @@ describe("types", () => {
   it("durable operations are typed", () => {
     const step = Durable.step("s", Effect.succeed({ a: [1, 2] }))
     expectTypeOf(step).toEqualTypeOf<Effect.Effect<{ a: Array<number> }, never, Execution>>()
+    expectTypeOf(Durable.step("send", Effect.void)).toEqualTypeOf<Effect.Effect<void, never, Execution>>()
     // @ts-expect-error without a schema a step must return JSON (a Date would come back as a string)
     Durable.step("d", Effect.succeed(new Date()))
     expectTypeOf(Durable.step("d", Effect.succeed(new Date()), { success: Schema.Date })).toEqualTypeOf<

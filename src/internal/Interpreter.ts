@@ -149,7 +149,7 @@ export const makeInterpreter = (ctx: InterpreterContext): Interpreter => {
       const isDeclared = schemas.error === undefined ? () => false : Schema.is(schemas.error)
       return tracked(Effect.matchCauseEffect(effect, {
         onSuccess: (value) =>
-          Effect.flatMap(Effect.orDie(encodeJson(codecs.success, value)), (encoded) =>
+          Effect.flatMap(Effect.orDie(encodeJson(codecs.success, schemas.success === undefined && value === undefined ? null : value)), (encoded) =>
             Effect.flatMap(
               record({ name, kind: "step", value: encoded, error: undefined, attempt: ctx.attempt }),
               (stored) => replayStep(stored, codecs)

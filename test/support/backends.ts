@@ -67,3 +67,10 @@ export const withWorker = <A, E, R, RH = Registry>(
 let counter = 0
 /** A name unique in this test file (tasks and queues of one scenario never meet another's). */
 export const unique = (prefix: string) => `${prefix}-${++counter}`
+
+/**
+ * Tolerance for comparing a handler's clock (Effect's `Clock`) with the
+ * store's (Postgres `now()`, as the worker estimates it): the worker's offset
+ * estimate can be off by a few milliseconds. On memory both are the TestClock.
+ */
+export const clockSkewMillis = (backend: Backend) => (backend.name === "memory" ? 0 : 20)

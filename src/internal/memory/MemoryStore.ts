@@ -103,12 +103,15 @@ export const makeWithInspector: Effect.Effect<
   const signalQueues = (queues: Iterable<string>) => {
     for (const queue of new Set(queues)) publish({ _tag: "Work", queue })
   }
-  /** A write: runs `f` atomically, bumping the version. */
+  /** A write: runs `f` atomically, bumping the version (some writes that change nothing undo that). */
   const write = <A>(f: (t: number) => A): Effect.Effect<A> =>
     Effect.sync(() => {
       version++
       return f(now())
     })
+  const unchanged = () => {
+    version--
+  }
   const read = <A>(f: (t: number) => A): Effect.Effect<A> => Effect.sync(() => f(now()))
 
   const setRunAt = (row: Row, at: number) => {
@@ -239,6 +242,7 @@ export const makeWithInspector: Effect.Effect<
         .filter((row) => row.status === "pending" && row.queue === o.queue && tasks.has(row.task))
         .sort((a, b) => b.priority - a.priority || a.runAt - b.runAt || a.order - b.order)
         .slice(0, Math.max(0, o.limit))
+      if (picked.length === 0) unchanged()
       return picked.map((row) => {
         row.status = "running"
         row.attempts++
@@ -338,6 +342,7 @@ export const makeWithInspector: Effect.Effect<
     write((t) => {
       const lost: Array<string> = []
       const cancelRequested: Array<{ id: string; reason: string }> = []
+      if (ids.length === 0) unchanged()
       for (const id of ids) {
         const row = owned(workerId, id)
         if (row === undefined) {
@@ -355,6 +360,7 @@ export const makeWithInspector: Effect.Effect<
       .filter((row) => row.status === "running" && row.leaseExpiresAt !== undefined && row.leaseExpiresAt < t)
       .sort((a, b) => a.leaseExpiresAt! - b.leaseExpiresAt!)
       .slice(0, 1000)
+    if (expired.length === 0) unchanged()
     const queues: Array<string> = []
     const parents: Array<string | undefined> = []
     let moved = 0

@@ -32,8 +32,12 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,39}$/
 const toStoreError = (operation: string) => (cause: SqlError) =>
   new StoreError({ message: `${operation} failed: ${cause.message}`, cause })
 
-const ms = (value: unknown): number | undefined =>
-  value === null || value === undefined ? undefined : value instanceof Date ? value.getTime() : Number(value)
+/** Epoch ms of a timestamp; undefined for NULL and for 'infinity' (waiting without a deadline). */
+const ms = (value: unknown): number | undefined => {
+  if (value === null || value === undefined) return undefined
+  const n = value instanceof Date ? value.getTime() : Number(value)
+  return Number.isFinite(n) ? n : undefined
+}
 
 const json = (value: unknown): string | null => value === undefined ? null : JSON.stringify(value)
 
@@ -161,8 +165,18 @@ export const make = (
     // the folder: a burst costs one notification in the first statement plus
     // at most two folded ones, and the first goes out with no extra round trip.
     const notifying = new Map<string, number>()
-    const insert: StoreService["insert"] = (executions) => {
-      if (executions.length === 0) return Effect.succeed([])
+    const insert: StoreService["insert"] = (all) => {
+      if (all.length === 0) return Effect.succeed([])
+      // A dedupe key repeated within one batch would make ON CONFLICT DO UPDATE
+      // touch its row twice (an error): send the first; the rest map to it below.
+      const seen = new Set<string>()
+      const executions = all.filter((e) => {
+        if (e.dedupeKey === undefined) return true
+        const key = `${e.task}\u0000${e.dedupeKey}`
+        if (seen.has(key)) return false
+        seen.add(key)
+        return true
+      })
       const batchQueues = [...new Set(executions.map((e) => e.queue))]
       const carry = batchQueues.every((queue) => !notifying.has(queue))
       return Effect.gen(function*() {
@@ -199,7 +213,7 @@ export const make = (
         }
         const byId = new Map(rows.map((row) => [row.id, row]))
         const byDedupe = new Map(rows.map((row) => [`${row.task}\u0000${row.dedupe_key}`, row]))
-        return executions.map((e) => {
+        return all.map((e) => {
           const row = byId.get(e.id) ?? byDedupe.get(`${e.task}\u0000${e.dedupeKey}`)!
           return { id: row.id, created: row.id === e.id && row.created }
         })
