@@ -1,0 +1,211 @@
+// W1, W2, W4 and W5 for any queue-like system, written once.
+//
+// A system describes itself as a QueueAdapter (how to create its schema, insert jobs
+// in bulk, enqueue one job, count what is left, and which worker module its child
+// processes run); queueSystem() turns that into a BenchSystem. Every system is thus
+// timed the same way:
+//
+//  * worker processes are spawned first and report "ready" (modules imported,
+//    connections open, schema present) without consuming anything;
+//  * jobs are then inserted in bulk (chunks of INSERT_CHUNK payloads, one call each,
+//    one connection): that is the insert rate;
+//  * CHECKPOINT; then "go" is sent to every worker and the clock starts;
+//  * the drain ends when the workers' handlers have run for every job AND a query
+//    shows no due, uncompleted job left (completion committed), polled every 2 ms
+//    once the handler count is reached.
+import pg from "pg"
+import type {
+  BenchContext,
+  BenchSystem,
+  W1Params,
+  W1Result,
+  W2Params,
+  W2Result,
+  W4Params,
+  W4Result,
+  W5Params,
+  W5Result
+} from "../systems/types.ts"
+import type { WorkerHandle } from "./child.ts"
+import { checkpoint } from "./pg.ts"
+import { nowMs, percentile, sleep } from "./stats.ts"
+
+export const INSERT_CHUNK = 10_000
+const TIMEOUT_MS = Number(process.env.BENCH_TIMEOUT_S ?? 600) * 1000
+
+export interface WorkerModuleSpec {
+  readonly module: string
+  readonly options?: unknown
+  readonly execArgv?: ReadonlyArray<string>
+}
+
+export interface Inserter {
+  /** insert these payloads as runnable jobs (or due at `runAt`) in one call */
+  insert(payloads: ReadonlyArray<object>, runAt?: Date): Promise<void>
+  close(): Promise<void>
+}
+export interface Producer {
+  /** one single invocation, as an application would send it */
+  enqueue(payload: { t: string }): Promise<void>
+  close(): Promise<void>
+}
+
+export interface QueueAdapter {
+  readonly name: string
+  readonly implemented?: boolean
+  settings(): Record<string, unknown>
+  /** worker module for draining (W1, W4, W5) or for idle wake-ups (W2) */
+  worker(mode: "drain" | "latency"): WorkerModuleSpec
+  /** create schema / run migrations in the fresh database (not timed) */
+  setup(dbUrl: string): Promise<void>
+  inserter(dbUrl: string): Promise<Inserter>
+  producer(dbUrl: string): Promise<Producer>
+  /** number of jobs that are due now and whose completion is not committed yet */
+  remaining(client: pg.Client): Promise<number>
+  /** which workloads this adapter supports (default all: w1, w2, w4, w5) */
+  readonly workloads?: ReadonlyArray<"w1" | "w2" | "w4" | "w5">
+}
+
+const waitUntil = async (what: string, cond: () => boolean | Promise<boolean>, intervalMs: number) => {
+  const deadline = Date.now() + TIMEOUT_MS
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(intervalMs)
+  }
+}
+
+const spawnWorkers = async (ctx: BenchContext, a: QueueAdapter, mode: "drain" | "latency", n: number) => {
+  const spec = a.worker(mode)
+  return Promise.all(
+    Array.from({ length: n }, (_, i) =>
+      ctx.spawnWorker({ ...spec, dbUrl: ctx.dbUrl, label: `${a.name}-${mode}-${i + 1}` })
+    )
+  )
+}
+
+const insertJobs = async (a: QueueAdapter, dbUrl: string, n: number, runAt?: Date) => {
+  const ins = await a.inserter(dbUrl)
+  const t0 = nowMs()
+  try {
+    for (let from = 0; from < n; from += INSERT_CHUNK) {
+      const count = Math.min(INSERT_CHUNK, n - from)
+      await ins.insert(Array.from({ length: count }, (_, k) => ({ i: from + k })), runAt)
+    }
+  } finally {
+    await ins.close()
+  }
+  return n / ((nowMs() - t0) / 1000)
+}
+
+/** go -> every handler ran (handler count) and the completions are committed (remaining query) */
+const timeDrain = async (a: QueueAdapter, ctx: BenchContext, workers: WorkerHandle[], target: number, remainingAtEnd: number) => {
+  const c = new pg.Client({ connectionString: ctx.dbUrl })
+  await c.connect()
+  try {
+    await a.remaining(c) // warm the connection and plan
+    let handled = 0
+    let notify: () => void = () => {}
+    const counts = workers.map(() => 0)
+    workers.forEach((w, i) =>
+      w.onProgress((n) => {
+        counts[i] = n
+        handled = counts.reduce((x, y) => x + y, 0)
+        if (handled >= target) notify()
+      })
+    )
+    const allHandled = new Promise<void>((res) => (notify = res))
+    const failed = Promise.race(workers.map((w) => w.finished().then(() => new Promise<never>(() => {}))))
+    const t0 = nowMs()
+    for (const w of workers) w.go()
+    await Promise.race([allHandled, failed, sleep(TIMEOUT_MS).then(() => Promise.reject(new Error("drain timed out")))])
+    await waitUntil("completions to commit", async () => (await a.remaining(c)) <= remainingAtEnd, 2)
+    return { seconds: (nowMs() - t0) / 1000 }
+  } finally {
+    await c.end()
+  }
+}
+
+const stopAll = async (workers: WorkerHandle[]) => {
+  const reports = await Promise.all(workers.map((w) => w.stop()))
+  return { peakRssMB: Math.max(...reports.map((r) => r.peakRssKb / 1024)), reports }
+}
+
+export const queueSystem = (a: QueueAdapter): BenchSystem => {
+  const has = (w: "w1" | "w2" | "w4" | "w5") => !a.workloads || a.workloads.includes(w)
+
+  const w1 = async (ctx: BenchContext, p: W1Params): Promise<W1Result> => {
+    await a.setup(ctx.dbUrl)
+    const workers = await spawnWorkers(ctx, a, "drain", p.processes)
+    const insertPerSec = await insertJobs(a, ctx.dbUrl, p.n)
+    await checkpoint(ctx.adminUrl)
+    const { seconds } = await timeDrain(a, ctx, workers, p.n, 0)
+    const { peakRssMB } = await stopAll(workers)
+    return { insertPerSec, drainPerSec: p.n / seconds, workerPeakRssMB: peakRssMB }
+  }
+
+  const w2 = async (ctx: BenchContext, p: W2Params): Promise<W2Result> => {
+    await a.setup(ctx.dbUrl)
+    const [worker] = await spawnWorkers(ctx, a, "latency", 1)
+    worker!.go()
+    await sleep(1000) // started and idle
+    const producer = await a.producer(ctx.dbUrl)
+    try {
+      await producer.enqueue({ t: process.hrtime.bigint().toString() }) // warm-up, not counted
+      await waitUntil("warm-up job", () => worker!.handled >= 1, 2)
+      await sleep(200)
+      const t0 = nowMs()
+      for (let i = 0; i < p.count; i++) {
+        const due = t0 + (i * 1000) / p.rate
+        const wait = due - nowMs()
+        if (wait > 0) await sleep(wait)
+        await producer.enqueue({ t: process.hrtime.bigint().toString() })
+      }
+      await waitUntil("all invocations to start", () => worker!.handled >= p.count + 1, 5)
+    } finally {
+      await producer.close()
+    }
+    const { reports } = await stopAll([worker!])
+    const lat = reports[0]!.latenciesMs.slice(1)
+    return { p50: percentile(lat, 50), p95: percentile(lat, 95), p99: percentile(lat, 99), max: Math.max(...lat) }
+  }
+
+  const w4 = async (ctx: BenchContext, p: W4Params): Promise<W4Result> => {
+    // W4a: `backlog` runnable jobs, time the first `drain`
+    await a.setup(ctx.dbUrl)
+    let workers = await spawnWorkers(ctx, a, "drain", 1)
+    const backlogInsertPerSec = await insertJobs(a, ctx.dbUrl, p.backlog)
+    await checkpoint(ctx.adminUrl)
+    const first = await timeDrain(a, ctx, workers, p.drain, p.backlog - p.drain)
+    await stopAll(workers)
+    // W4b: `backlog` sleeping jobs (due in an hour), then `runnable` runnable ones
+    const db2 = await ctx.freshDatabase("sleeping")
+    const ctx2 = { ...ctx, dbUrl: db2 }
+    await a.setup(db2)
+    workers = await spawnWorkers(ctx2, a, "drain", 1)
+    await insertJobs(a, db2, p.backlog, new Date(Date.now() + 3600_000))
+    await insertJobs(a, db2, p.runnable)
+    await checkpoint(ctx.adminUrl)
+    const second = await timeDrain(a, ctx2, workers, p.runnable, 0)
+    await stopAll(workers)
+    return {
+      backlogDrainPerSec: p.drain / first.seconds,
+      sleepingDrainPerSec: p.runnable / second.seconds,
+      backlogInsertPerSec
+    }
+  }
+
+  const w5 = async (ctx: BenchContext, p: W5Params): Promise<W5Result> => {
+    const r = await w1(ctx, { n: p.n, processes: 1 })
+    return { peakRssMB: r.workerPeakRssMB!, drainPerSec: r.drainPerSec }
+  }
+
+  return {
+    name: a.name,
+    implemented: a.implemented ?? true,
+    settings: () => a.settings(),
+    ...(has("w1") ? { w1 } : {}),
+    ...(has("w2") ? { w2 } : {}),
+    ...(has("w4") ? { w4 } : {}),
+    ...(has("w5") ? { w5 } : {})
+  }
+}

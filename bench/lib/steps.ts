@@ -1,0 +1,42 @@
+// W3 (durable steps) for any system, written once: one worker process runs
+// `workflows` workflows of `steps` sequential steps, `inFlight` at a time, when told
+// "go", and resolves start() when all are done. Transactions come from
+// pg_stat_database of the run's database (read through the admin database, after the
+// worker exited so its backends flushed their counters); WAL bytes from
+// pg_current_wal_lsn() deltas.
+import type { BenchContext, W3Params, W3Result } from "../systems/types.ts"
+import type { WorkerModuleSpec } from "./queue.ts"
+import { dbCounters, walPosition } from "./pg.ts"
+import { nowMs, sleep } from "./stats.ts"
+
+export const runSteps = async (
+  ctx: BenchContext,
+  p: W3Params,
+  worker: WorkerModuleSpec,
+  setup?: (dbUrl: string) => Promise<void>
+): Promise<W3Result> => {
+  if (setup) await setup(ctx.dbUrl)
+  const w = await ctx.spawnWorker({
+    ...worker,
+    options: { ...(worker.options as object), ...p },
+    dbUrl: ctx.dbUrl,
+    label: "w3"
+  })
+  await sleep(1500) // let set-up statistics flush (backends report at most once a second)
+  const before = await dbCounters(ctx.adminUrl, ctx.dbName)
+  const t0 = nowMs()
+  w.go()
+  await w.finished()
+  const seconds = (nowMs() - t0) / 1000
+  const walAfter = await walPosition(ctx.adminUrl)
+  await w.stop()
+  await sleep(200)
+  const after = await dbCounters(ctx.adminUrl, ctx.dbName)
+  const steps = p.workflows * p.steps
+  return {
+    workflowsPerSec: p.workflows / seconds,
+    stepsPerSec: steps / seconds,
+    xactsPerStep: (after.xacts - before.xacts) / steps,
+    walBytesPerStep: (walAfter - before.wal) / steps
+  }
+}

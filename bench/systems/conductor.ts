@@ -1,0 +1,67 @@
+// effect-conductor: W1/W2/W4/W5 through the shared queue harness, W3 through the
+// shared steps harness. Invocations go through the public client API
+// (invokeMany for bulk inserts, invoke for single ones); workers are the
+// library's Worker layer in child processes.
+import { fileURLToPath } from "node:url"
+import { queueSystem, type QueueAdapter } from "../lib/queue.ts"
+import { runSteps } from "../lib/steps.ts"
+import { clientRuntime, Noop } from "../lib/conductor.ts"
+import type { BenchSystem } from "./types.ts"
+
+const here = (p: string) => fileURLToPath(new URL(p, import.meta.url))
+const concurrency = Number(process.env.BENCH_CONDUCTOR_CONCURRENCY ?? 24)
+const prefetch = Number(process.env.BENCH_CONDUCTOR_PREFETCH ?? 176)
+const claimBatch = Number(process.env.BENCH_CONDUCTOR_CLAIM_BATCH ?? 200)
+const workerOptions = { concurrency, prefetch, claimBatch, maxConnections: 8 }
+
+const adapter: QueueAdapter = {
+  name: "conductor",
+  settings: () => ({
+    worker: `Worker.layer({ concurrency: ${concurrency}, prefetch: ${prefetch}, claimBatch: ${claimBatch} }) in one process, PgClient pool of 8`,
+    insert: "conductor.invokeMany (one statement per 10k payloads); single invocation: conductor.invoke",
+    store: "PgStore, schema conductor; finished executions kept (moved to finished_executions)",
+    w3: "one worker process: a task with 10 Durable.step calls, 500 invoked at once, worker concurrency = in-flight (24)"
+  }),
+  worker: (mode) => ({
+    module: here("../workers/conductor.ts"),
+    options: mode === "latency" ? { ...workerOptions, prefetch: 0 } : workerOptions
+  }),
+  setup: async (dbUrl) => {
+    const { runtime } = await clientRuntime(dbUrl)
+    await runtime.dispose()
+  },
+  inserter: async (dbUrl) => {
+    const { runtime, conductor } = await clientRuntime(dbUrl)
+    return {
+      insert: async (payloads, runAt) => {
+        await runtime.runPromise(
+          conductor.invokeMany(Noop, payloads.map((payload) => ({ payload, options: { runAt } })))
+        )
+      },
+      close: () => runtime.dispose()
+    }
+  },
+  producer: async (dbUrl) => {
+    const { runtime, conductor } = await clientRuntime(dbUrl)
+    return {
+      enqueue: async (payload) => {
+        await runtime.runPromise(conductor.invoke(Noop, payload))
+      },
+      close: () => runtime.dispose()
+    }
+  },
+  remaining: async (c) =>
+    Number((await c.query("select count(*)::int as n from conductor.executions where run_at <= now()")).rows[0].n)
+}
+
+const base = queueSystem(adapter)
+
+export const conductor: BenchSystem = {
+  ...base,
+  w3: (ctx, p) =>
+    runSteps(ctx, p, { module: here("../workers/conductor-steps.ts") }, async (dbUrl) => {
+      const { runtime } = await clientRuntime(dbUrl)
+      await runtime.dispose()
+    })
+}
+export default conductor

@@ -1,0 +1,29 @@
+// effect-conductor worker process: the library's Worker layer with a no-op handler.
+import { Effect, Exit, Layer, Scope } from "effect"
+import type { WorkerFactory } from "../lib/worker-host.ts"
+import { Noop, stack } from "../lib/conductor.ts"
+import { Worker } from "../../src/index.ts"
+
+const factory: WorkerFactory = async ({ dbUrl, options, onJob }) => {
+  const { maxConnections, ...workerOptions } = options
+  const scope = Effect.runSync(Scope.make())
+  // Build the client stack now (pool, migrations check, listener): not timed.
+  const context = await Effect.runPromise(Layer.buildWithScope(stack(dbUrl, maxConnections), scope))
+  const NoopLive = Noop.toLayer((payload) => Effect.sync(() => onJob(payload)))
+  let workerScope: Scope.Closeable | undefined
+  return {
+    start: async () => {
+      workerScope = Effect.runSync(Scope.make())
+      await Effect.runPromise(
+        Layer.buildWithScope(Worker.Worker.layer(workerOptions).pipe(Layer.provide(NoopLive)), workerScope).pipe(
+          Effect.provideContext(context)
+        )
+      )
+    },
+    stop: async () => {
+      if (workerScope) await Effect.runPromise(Scope.close(workerScope, Exit.void))
+      await Effect.runPromise(Scope.close(scope, Exit.void))
+    }
+  }
+}
+export default factory
