@@ -3,7 +3,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Deferred, Duration, Effect, Layer, PubSub, Schedule } from "effect"
+import { Context, Deferred, Duration, Effect, Layer, PubSub, Queue } from "effect"
 import {
   ExecutionCancelled,
   ExecutionFailed,
@@ -228,7 +228,7 @@ const makeConductor = Effect.gen(function*() {
 
   const result: Conductor["Service"]["result"] = (task, id) =>
     Effect.gen(function*() {
-      const outcome = yield* waiters.await(id, task.name)
+      const outcome = yield* waiters.await(id)
       if (outcome.task !== task.name) {
         return yield* new TaskMismatch({
           id,
@@ -280,60 +280,70 @@ const info = (row: ExecutionRow, steps: ReadonlyArray<StepRecord>, children: Rea
 })
 
 /**
- * Everyone in this process awaiting results shares one subscription: on each
- * Finished signal (or a reconnect, or a slow safety tick) one query reads the
- * outcomes of all awaited ids.
+ * Everyone in this process awaiting results shares one subscription and one
+ * checker: on each registration burst, Finished signal, reconnect or slow
+ * safety tick, one query reads the outcomes of every awaited id (and one more
+ * tells which newly awaited ids do not exist), however many callers wait.
  */
 const makeWaiters = Effect.gen(function*() {
   const store = yield* Store
-  const pending = new Map<string, Set<Deferred.Deferred<Outcome, ExecutionNotFound | StoreError>>>()
+  interface Waiting {
+    readonly deferreds: Set<Deferred.Deferred<Outcome, ExecutionNotFound | StoreError>>
+    /** Known to exist (or to have existed): no need to ask again. */
+    verified: boolean
+  }
+  const pending = new Map<string, Waiting>()
   const subscription = yield* store.signals
+  const settle = (id: string, result: Effect.Effect<Outcome, ExecutionNotFound>) => {
+    const waiting = pending.get(id)
+    pending.delete(id)
+    if (waiting) for (const deferred of waiting.deferreds) Deferred.doneUnsafe(deferred, result)
+  }
 
   const check = Effect.gen(function*() {
     if (pending.size === 0) return
     const ids = [...pending.keys()]
-    const outcomes = yield* store.outcomes(ids)
-    for (const outcome of outcomes) {
-      const set = pending.get(outcome.id)
-      pending.delete(outcome.id)
-      if (set) for (const deferred of set) Deferred.doneUnsafe(deferred, Effect.succeed(outcome))
+    for (const outcome of yield* store.outcomes(ids)) settle(outcome.id, Effect.succeed(outcome))
+    const unverified = ids.filter((id) => pending.get(id)?.verified === false)
+    if (unverified.length === 0) return
+    const unknown = new Set(yield* store.unknownIds(unverified))
+    for (const id of unverified) {
+      if (unknown.has(id)) settle(id, Effect.fail(notFound(id)))
+      else {
+        const waiting = pending.get(id)
+        if (waiting) waiting.verified = true
+      }
     }
   }).pipe(Effect.catch(warn("reading results")))
 
+  // One check at a time; requests made meanwhile fold into one more.
+  const requests = yield* Queue.sliding<void>(1)
+  const requestCheck = Queue.offer(requests, undefined)
+  yield* Effect.forever(Effect.andThen(Queue.take(requests), check)).pipe(Effect.forkScoped)
   yield* Effect.gen(function*() {
     while (true) {
       const signal = yield* PubSub.take(subscription)
-      if (signal._tag === "Finished" || signal._tag === "Reconnected") yield* check
+      if (signal._tag === "Finished" || signal._tag === "Reconnected") yield* requestCheck
     }
   }).pipe(Effect.forkScoped)
   // Safety net for a lost notification.
-  yield* check.pipe(Effect.repeat(Schedule.spaced("5 seconds")), Effect.forkScoped)
+  yield* requestCheck.pipe(Effect.delay("5 seconds"), Effect.forever, Effect.forkScoped)
 
-  const awaitOutcome = (id: string, _task: string) =>
+  const awaitOutcome = (id: string) =>
     Effect.gen(function*() {
       const deferred = yield* Deferred.make<Outcome, ExecutionNotFound | StoreError>()
-      let set = pending.get(id)
-      if (!set) {
-        set = new Set()
-        pending.set(id, set)
+      let waiting = pending.get(id)
+      if (!waiting) {
+        waiting = { deferreds: new Set(), verified: false }
+        pending.set(id, waiting)
       }
-      set.add(deferred)
-      const registered = set
-      return yield* Effect.gen(function*() {
-        // Registered before looking, so a finish between the look and the wait is not missed.
-        const [outcome] = yield* store.outcomes([id])
-        if (outcome !== undefined) return outcome
-        const row = yield* store.get(id)
-        if (row === undefined) {
-          // It may have finished between the two reads.
-          const [late] = yield* store.outcomes([id])
-          if (late !== undefined) return late
-          return yield* notFound(id)
-        }
-        return yield* Deferred.await(deferred)
-      }).pipe(Effect.ensuring(Effect.sync(() => {
-        registered.delete(deferred)
-        if (registered.size === 0 && pending.get(id) === registered) pending.delete(id)
+      const registered = waiting
+      registered.deferreds.add(deferred)
+      // Registered before the check reads, so a finish in between is not missed.
+      yield* requestCheck
+      return yield* Deferred.await(deferred).pipe(Effect.ensuring(Effect.sync(() => {
+        registered.deferreds.delete(deferred)
+        if (registered.deferreds.size === 0 && pending.get(id) === registered) pending.delete(id)
       })))
     })
 

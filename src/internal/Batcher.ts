@@ -16,19 +16,32 @@ export interface Batcher<I, O, E> {
  */
 export const makeBatcher = <I, O, E>(
   write: (items: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<O>, E>,
-  options: { readonly maxBatch: number }
+  options: {
+    readonly maxBatch: number
+    /**
+     * Batches written at once (default 1). More lets an item that arrives
+     * while a batch is in flight go out at once instead of waiting for it:
+     * lower latency for callers that wait on each write, at the cost of more,
+     * smaller transactions.
+     */
+    readonly writers?: number | undefined
+  }
 ): Effect.Effect<Batcher<I, O, E>, never, Scope.Scope> =>
   Effect.gen(function*() {
     const queue = yield* Queue.unbounded<readonly [I, (exit: Exit.Exit<O, E>) => void]>()
-    yield* Effect.gen(function*() {
+    const writer = Effect.gen(function*() {
       while (true) {
+        // Let the fibers the last batch woke up run first: they usually submit
+        // again at once, and should go together rather than one by one.
+        yield* Effect.yieldNow
         const batch = yield* Queue.takeBetween(queue, 1, options.maxBatch)
         const exit = yield* Effect.exit(write(batch.map(([item]) => item)))
         batch.forEach(([, onDone], i) => {
           onDone(exit._tag === "Success" ? Exit.succeed(exit.value[i] as O) : Exit.failCause(exit.cause))
         })
       }
-    }).pipe(Effect.forkScoped)
+    })
+    for (let i = 0; i < (options.writers ?? 1); i++) yield* Effect.forkScoped(writer)
     const offer = (item: I, onDone: (exit: Exit.Exit<O, E>) => void) =>
       Effect.asVoid(Queue.offer(queue, [item, onDone] as const))
     return {

@@ -214,6 +214,8 @@ export interface StoreService {
   readonly get: (id: string) => Effect.Effect<ExecutionRow | undefined, StoreError>
   readonly children: (id: string) => Effect.Effect<ReadonlyArray<ExecutionRow>, StoreError>
   readonly outcomes: (ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<Outcome>, StoreError>
+  /** The ids that name no execution at all (neither unfinished nor finished). */
+  readonly unknownIds: (ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, StoreError>
 
   // --- durable operations (all fenced by the lease of workerId) ---
 

@@ -486,6 +486,9 @@ export const makeWithInspector: Effect.Effect<
       })
     )
 
+  const unknownIds: StoreService["unknownIds"] = (ids) =>
+    read(() => ids.filter((id) => !active.has(id) && !finished.has(id)))
+
   const copyStep = (step: StepRecord): StepRecord => ({ ...step, value: clone(step.value), error: clone(step.error) })
 
   const stepsRead: StoreService["steps"] = (executionId) =>
@@ -579,6 +582,7 @@ export const makeWithInspector: Effect.Effect<
     get,
     children,
     outcomes,
+    unknownIds,
     steps: stepsRead,
     recordSteps,
     startChildren,

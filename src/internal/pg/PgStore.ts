@@ -370,6 +370,12 @@ export const make = (
           }))
       )
 
+    const unknownIds: StoreService["unknownIds"] = (ids) =>
+      ids.length === 0 ? Effect.succeed([]) : Effect.map(
+        run<{ id: string }>("unknownIds", Q.unknownIds, [uuids(ids)]),
+        (rows) => rows.map((row) => row.id)
+      )
+
     const toStep = (row: any): StepRecord => ({
       name: row.name,
       kind: row.kind,
@@ -453,6 +459,7 @@ export const make = (
       get,
       children,
       outcomes,
+      unknownIds,
       steps,
       recordSteps,
       startChildren,

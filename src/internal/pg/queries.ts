@@ -256,6 +256,10 @@ export const queries = (S: string) => ({
   outcomes: `SELECT id, task, status, attempts, result, error
     FROM ${S}.finished_executions WHERE id = ANY($1::uuid[])`,
 
+  unknownIds: `SELECT u.id FROM unnest($1::uuid[]) AS u(id)
+    WHERE NOT EXISTS (SELECT 1 FROM ${S}.executions e WHERE e.id = u.id)
+      AND NOT EXISTS (SELECT 1 FROM ${S}.finished_executions f WHERE f.id = u.id)`,
+
   steps: `SELECT name, kind, value, error, attempt, (extract(epoch FROM recorded_at) * 1000)::float8 AS recorded_ms
     FROM ${S}.steps WHERE execution_id = $1`,
 
