@@ -8,7 +8,7 @@ import type { Scope } from "effect"
 import { AttemptTimedOut, InvalidConfig, type StoreError } from "./Errors.ts"
 import { Execution } from "./Execution.ts"
 import { makeBatcher } from "./internal/Batcher.ts"
-import { decodeJson, encodeJson } from "./internal/codec.ts"
+import { decodeJsonExit, encodeJsonExit } from "./internal/codec.ts"
 import { makeInterpreter } from "./internal/Interpreter.ts"
 import { warn } from "./internal/log.ts"
 import { Registry } from "./internal/Registry.ts"
@@ -188,7 +188,8 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         Effect.as(Effect.retry(store.finish(workerId, outcomes), retryWrites), outcomes.map(() => undefined)),
       { maxBatch: 1000 }
     )
-    const finish = finishing.offer
+    const finish = (outcome: AttemptOutcome, onDone: () => void) =>
+      Effect.sync(() => finishing.offerUnsafe(outcome, onDone))
     const recordStep = (yield* makeBatcher(
       (items: ReadonlyArray<{ readonly executionId: string; readonly record: Omit<StepRecord, "recordedAt"> }>) =>
         store.recordSteps(workerId, items),
@@ -202,48 +203,48 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     )).submit
 
     // --- one attempt -------------------------------------------------------
+    /** The outcome of an attempt, computed synchronously (encoding needs no services). */
     const outcomeOf = (
       claimed: ClaimedExecution,
       task: AnyTask,
       exit: Exit.Exit<unknown, unknown>,
       stopped: Stop | undefined
-    ): Effect.Effect<AttemptOutcome | undefined> =>
-      Effect.gen(function*() {
-        const id = claimed.id
-        if (stopped !== undefined) {
-          switch (stopped._tag) {
-            case "Lost":
-              return undefined
-            case "Cancel":
-              return { _tag: "Cancelled", id, reason: stopped.reason }
-            case "Suspend":
-              return { _tag: "Suspended", id, until: stopped.until }
-            case "Shutdown":
-              return { _tag: "Released", id }
-          }
+    ): AttemptOutcome | undefined => {
+      const id = claimed.id
+      if (stopped !== undefined) {
+        switch (stopped._tag) {
+          case "Lost":
+            return undefined
+          case "Cancel":
+            return { _tag: "Cancelled", id, reason: stopped.reason }
+          case "Suspend":
+            return { _tag: "Suspended", id, until: stopped.until }
+          case "Shutdown":
+            return { _tag: "Released", id }
         }
-        const retry = claimed.attempt < claimed.maxAttempts
-          ? retryDelayMillis(task, claimed.attempt, Math.random())
-          : undefined
-        if (Exit.isSuccess(exit)) {
-          const encoded = yield* Effect.exit(encodeJson(task.codecs.success, exit.value))
-          if (Exit.isSuccess(encoded)) return { _tag: "Completed", id, result: encoded.value }
-          return {
-            _tag: "Failed",
-            id,
-            error: { _tag: "Defect", message: `The handler's result does not match the success schema of ${task.name}: ${Cause.pretty(encoded.cause)}` },
-            retryDelayMillis: retry
-          }
+      }
+      const retry = claimed.attempt < claimed.maxAttempts
+        ? retryDelayMillis(task, claimed.attempt, Math.random())
+        : undefined
+      if (Exit.isSuccess(exit)) {
+        const encoded = encodeJsonExit(task.codecs.success, exit.value)
+        if (Exit.isSuccess(encoded)) return { _tag: "Completed", id, result: encoded.value }
+        return {
+          _tag: "Failed",
+          id,
+          error: { _tag: "Defect", message: `The handler's result does not match the success schema of ${task.name}: ${Cause.pretty(encoded.cause)}` },
+          retryDelayMillis: retry
         }
-        const failure = exit.cause.reasons.find((reason) => reason._tag === "Fail")
-        if (failure !== undefined) {
-          const encoded = yield* Effect.exit(encodeJson(task.codecs.error, failure.error))
-          if (Exit.isSuccess(encoded)) {
-            return { _tag: "Failed", id, error: { _tag: "Typed", value: encoded.value }, retryDelayMillis: retry }
-          }
+      }
+      const failure = exit.cause.reasons.find((reason) => reason._tag === "Fail")
+      if (failure !== undefined) {
+        const encoded = encodeJsonExit(task.codecs.error, failure.error)
+        if (Exit.isSuccess(encoded)) {
+          return { _tag: "Failed", id, error: { _tag: "Typed", value: encoded.value }, retryDelayMillis: retry }
         }
-        return { _tag: "Failed", id, error: { _tag: "Defect", message: Cause.pretty(exit.cause) }, retryDelayMillis: retry }
-      })
+      }
+      return { _tag: "Failed", id, error: { _tag: "Defect", message: Cause.pretty(exit.cause) }, retryDelayMillis: retry }
+    }
 
     /** The effect of one attempt: the handler with Execution provided, under the task's timeout. */
     const attempt = (claimed: ClaimedExecution, task: AnyTask, payload: unknown, onAbort: (abort: AbortController) => void) => {
@@ -304,46 +305,54 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
      */
     const execute = (claimed: ClaimedExecution) =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.withFiber((fiber) =>
-          Effect.gen(function*() {
-            const task = registry.get(claimed.task)!.task
-            const control: RunControl = { stop: undefined, fiber }
-            runs.set(claimed.id, control)
-            let outcome: AttemptOutcome | undefined
-            const decoded = yield* Effect.exit(decodeJson(task.codecs.payload, claimed.payload))
-            if (Exit.isFailure(decoded)) {
-              // A stored payload that no longer decodes fails for good, once.
-              outcome = {
-                _tag: "Failed",
-                id: claimed.id,
-                error: {
-                  _tag: "Defect",
-                  message: `The stored payload of ${task.name} ${claimed.id} no longer decodes: ${Cause.pretty(decoded.cause)}`
-                },
-                retryDelayMillis: undefined
-              }
-            } else {
-              let abort: AbortController | undefined
-              const exit = yield* Effect.exit(restore(attempt(claimed, task, decoded.value, (a) => (abort = a))))
-              abort?.abort()
-              outcome = yield* outcomeOf(claimed, task, exit, control.stop)
-            }
-            runs.delete(claimed.id)
-            free++
-            yield* dispatch
-            if (backlog && !stopping && buffered.length < config.concurrency) yield* wake
-            if (outcome === undefined) return release(claimed.id)
-            if (outcome._tag === "Suspended" && outcome.until !== undefined) yield* arm(outcome.until)
-            if (outcome._tag === "Failed" && outcome.retryDelayMillis !== undefined) {
-              yield* arm((yield* storeNow) + outcome.retryDelayMillis)
-            }
-            yield* finish(outcome, (exit) => {
-              if (exit._tag === "Failure") Effect.runFork(warn(`writing the outcome of ${claimed.id}`)(Cause.squash(exit.cause)))
-              release(claimed.id)
+        Effect.withFiber((fiber) => {
+          const task = registry.get(claimed.task)!.task
+          const control: RunControl = { stop: undefined, fiber }
+          runs.set(claimed.id, control)
+          const decoded = decodeJsonExit(task.codecs.payload, claimed.payload)
+          if (Exit.isFailure(decoded)) {
+            // A stored payload that no longer decodes fails for good, once.
+            return settle(claimed, {
+              _tag: "Failed",
+              id: claimed.id,
+              error: {
+                _tag: "Defect",
+                message: `The stored payload of ${task.name} ${claimed.id} no longer decodes: ${Cause.pretty(decoded.cause)}`
+              },
+              retryDelayMillis: undefined
             })
-          })
-        )
+          }
+          let abort: AbortController | undefined
+          return Effect.flatMap(
+            Effect.exit(restore(attempt(claimed, task, decoded.value, (a) => (abort = a)))),
+            (exit) => {
+              abort?.abort()
+              return settle(claimed, outcomeOf(claimed, task, exit, control.stop))
+            }
+          )
+        })
       )
+
+    /** After the handler: free the slot, start what waits for it, hand the outcome to the batcher. */
+    const settle = (claimed: ClaimedExecution, outcome: AttemptOutcome | undefined): Effect.Effect<void> => {
+      runs.delete(claimed.id)
+      free++
+      if (backlog && !stopping && buffered.length < config.concurrency) Queue.offerUnsafe(wakeups, undefined)
+      if (outcome === undefined) {
+        release(claimed.id)
+        return dispatch
+      }
+      finishing.offerUnsafe(outcome, (exit) => {
+        if (exit._tag === "Failure") Effect.runFork(warn(`writing the outcome of ${claimed.id}`)(Cause.squash(exit.cause)))
+        release(claimed.id)
+      })
+      if (outcome._tag === "Suspended" && outcome.until !== undefined) return Effect.andThen(arm(outcome.until), dispatch)
+      if (outcome._tag === "Failed" && outcome.retryDelayMillis !== undefined) {
+        const delay = outcome.retryDelayMillis
+        return Effect.andThen(Effect.flatMap(storeNow, (now) => arm(now + delay)), dispatch)
+      }
+      return dispatch
+    }
 
     /** Forgets a lease; at shutdown, the last one lets the worker finish. */
     const release = (id: string) => {
@@ -356,6 +365,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     const fibers = yield* FiberSet.make<unknown, unknown>()
     /** Starts buffered executions while slots are free. */
     const dispatch: Effect.Effect<void> = Effect.suspend(() => {
+      if (free === 0 || buffered.length === 0 || stopping) return Effect.void
       const starting: Array<ClaimedExecution> = []
       while (free > 0 && buffered.length > 0 && !stopping) {
         free--

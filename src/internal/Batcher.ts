@@ -6,7 +6,7 @@ export interface Batcher<I, O, E> {
   /** Submits an item and waits for its own output once its batch is written. */
   readonly submit: (item: I) => Effect.Effect<O, E>
   /** Submits an item without waiting; `onDone` runs when its batch is written (or failed). */
-  readonly offer: (item: I, onDone: (exit: Exit.Exit<O, E>) => void) => Effect.Effect<void>
+  readonly offerUnsafe: (item: I, onDone: (exit: Exit.Exit<O, E>) => void) => void
 }
 
 /**
@@ -42,12 +42,16 @@ export const makeBatcher = <I, O, E>(
       }
     })
     for (let i = 0; i < (options.writers ?? 1); i++) yield* Effect.forkScoped(writer)
-    const offer = (item: I, onDone: (exit: Exit.Exit<O, E>) => void) =>
-      Effect.asVoid(Queue.offer(queue, [item, onDone] as const))
+    const offerUnsafe = (item: I, onDone: (exit: Exit.Exit<O, E>) => void) => {
+      Queue.offerUnsafe(queue, [item, onDone] as const)
+    }
     return {
-      offer,
+      offerUnsafe,
       submit: (item: I) =>
-        Effect.flatMap(Deferred.make<O, E>(), (deferred) =>
-          Effect.andThen(offer(item, (exit) => Deferred.doneUnsafe(deferred, exit)), Deferred.await(deferred)))
+        Effect.suspend(() => {
+          const deferred = Deferred.makeUnsafe<O, E>()
+          offerUnsafe(item, (exit) => Deferred.doneUnsafe(deferred, exit))
+          return Deferred.await(deferred)
+        })
     }
   })

@@ -7,6 +7,10 @@ export const encodeJson = (codec: AnySchema, value: unknown) => Schema.encodeUnk
 /** Decodes stored JSON with a schema's JSON codec. */
 export const decodeJson = (codec: AnySchema, value: unknown) => Schema.decodeUnknownEffect(codec)(value)
 
+/** Synchronous variants for the worker's hot path (contract schemas need no services). */
+export const encodeJsonExit = (codec: AnySchema, value: unknown) => Schema.encodeUnknownExit(codec)(value)
+export const decodeJsonExit = (codec: AnySchema, value: unknown) => Schema.decodeUnknownExit(codec)(value)
+
 /** A readable one-line-plus-stack description of a cause, for stored defects. */
 export const describeCause = (cause: Cause.Cause<unknown>): string => Cause.pretty(cause)
 
