@@ -138,7 +138,6 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     let backlog = false
     let stopping = false
     const wakeups = yield* Queue.sliding<void>(1)
-    const wake = Queue.offer(wakeups, undefined)
 
     const stop = (id: string, reason: Stop): Effect.Effect<void> =>
       Effect.suspend(() => {
@@ -183,13 +182,17 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
 
     // --- batched writes (group commit) ---------------------------------------
     const retryWrites = Schedule.exponential("20 millis").pipe(Schedule.upTo({ duration: Duration.millis(config.leaseMillis) }))
-    const finishing = yield* makeBatcher(
-      (outcomes: ReadonlyArray<AttemptOutcome>) =>
-        Effect.as(Effect.retry(store.finish(workerId, outcomes), retryWrites), outcomes.map(() => undefined)),
-      { maxBatch: 1000 }
-    )
+    /**
+     * Outcomes waiting to be written. The exchange loop below writes them all
+     * in one statement, together with the next claim when there is room.
+     */
+    const outcomes: Array<readonly [AttemptOutcome, () => void]> = []
     const finish = (outcome: AttemptOutcome, onDone: () => void) =>
-      Effect.sync(() => finishing.offerUnsafe(outcome, onDone))
+      Effect.sync(() => offerOutcome(outcome, onDone))
+    const offerOutcome = (outcome: AttemptOutcome, onDone: () => void) => {
+      outcomes.push([outcome, onDone])
+      Queue.offerUnsafe(wakeups, undefined)
+    }
     const recordStep = (yield* makeBatcher(
       (items: ReadonlyArray<{ readonly executionId: string; readonly record: Omit<StepRecord, "recordedAt"> }>) =>
         store.recordSteps(workerId, items),
@@ -337,15 +340,16 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     const settle = (claimed: ClaimedExecution, outcome: AttemptOutcome | undefined): Effect.Effect<void> => {
       runs.delete(claimed.id)
       free++
-      if (backlog && !stopping && buffered.length < config.concurrency) Queue.offerUnsafe(wakeups, undefined)
+      if (stopping && runs.size === 0) Deferred.doneUnsafe(runsEnded, Effect.void)
+      if (backlog && !stopping && buffered.length < config.concurrency) {
+        wanted = true
+        Queue.offerUnsafe(wakeups, undefined)
+      }
       if (outcome === undefined) {
         release(claimed.id)
         return dispatch
       }
-      finishing.offerUnsafe(outcome, (exit) => {
-        if (exit._tag === "Failure") Effect.runFork(warn(`writing the outcome of ${claimed.id}`)(Cause.squash(exit.cause)))
-        release(claimed.id)
-      })
+      offerOutcome(outcome, () => release(claimed.id))
       if (outcome._tag === "Suspended" && outcome.until !== undefined) return Effect.andThen(arm(outcome.until), dispatch)
       if (outcome._tag === "Failed" && outcome.retryDelayMillis !== undefined) {
         const delay = outcome.retryDelayMillis
@@ -360,6 +364,8 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       if (stopping && leased.size === 0) Deferred.doneUnsafe(drained, Effect.void)
     }
     const drained = yield* Deferred.make<void>()
+    /** Resolved at shutdown when the last running handler has ended. */
+    const runsEnded = yield* Deferred.make<void>()
 
     // --- claiming ----------------------------------------------------------
     const fibers = yield* FiberSet.make<unknown, unknown>()
@@ -376,27 +382,52 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         : Effect.forEach(starting, (execution) => FiberSet.run(fibers, execute(execution)), { discard: true })
     })
     const capacity = config.concurrency + config.prefetch
-    const claimLoop = Effect.gen(function*() {
+    /** Set by anything that may mean claimable work; cleared by a claim that came back short. */
+    let wanted = true
+    /**
+     * The exchange loop: one statement per turn writes every outcome waiting
+     * (group commit) and, when there is room and work may be waiting, claims
+     * the next batch in the same transaction. Outcomes that arrive while a
+     * statement is in flight go in the next one.
+     */
+    const exchangeLoop = Effect.gen(function*() {
       while (true) {
         yield* Queue.take(wakeups)
-        while (!stopping) {
+        // Let handlers that just finished hand in their outcomes first.
+        yield* Effect.yieldNow
+        while (true) {
+          const batch = outcomes.splice(0, 1000)
           const room = capacity - (config.concurrency - free) - buffered.length
-          if (room <= 0) break
-          const tasks = registry.tasksOfQueue(queue)
-          if (tasks.length === 0) break
+          const tasks = stopping || !wanted || room <= 0 ? [] : registry.tasksOfQueue(queue)
           const limit = Math.min(room, config.claimBatch)
-          const claimed = yield* store.claim({ queue, tasks, limit, workerId, leaseMillis: config.leaseMillis }).pipe(
-            Effect.catch((error) => Effect.as(warn("claim")(error), []))
-          )
-          backlog = claimed.length === limit
+          if (batch.length === 0 && tasks.length === 0) break
+          const claimNext = tasks.length === 0 ? undefined : { queue, tasks, limit, leaseMillis: config.leaseMillis }
+          const write = store.finish(workerId, batch.map(([outcome]) => outcome), claimNext)
+          const claimed = batch.length === 0
+            ? yield* write.pipe(Effect.catch((error) => Effect.as(warn("claim")(error), [])))
+            : yield* write.pipe(
+              Effect.retry(retryWrites),
+              Effect.catch((error) => Effect.as(warn(`writing ${batch.length} outcome(s)`)(error), []))
+            )
+          for (const [, onDone] of batch) onDone()
+          if (claimNext !== undefined) {
+            backlog = claimed.length === limit
+            wanted = backlog
+          }
           for (const execution of claimed) {
             leased.add(execution.id)
-            buffered.push(execution)
+            // Claimed while shutdown began: give it straight back.
+            if (stopping) offerOutcome({ _tag: "Released", id: execution.id }, () => release(execution.id))
+            else buffered.push(execution)
           }
           yield* dispatch
-          if (claimed.length < limit) break
         }
       }
+    })
+    /** Claimable work may be waiting: claim on the next turn. */
+    const wake = Effect.sync(() => {
+      wanted = true
+      Queue.offerUnsafe(wakeups, undefined)
     })
 
     // --- heartbeats: extend leases, notice lost ones and cancel requests ----
@@ -465,28 +496,33 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     })
 
     yield* registry.onRegister((registered) => {
-      if (registered === queue) Queue.offerUnsafe(wakeups, undefined)
+      if (registered === queue) {
+        wanted = true
+        Queue.offerUnsafe(wakeups, undefined)
+      }
     })
     yield* Effect.forkScoped(onSignals)
     yield* Effect.forkScoped(Effect.repeat(heartbeat, Schedule.spaced(Duration.millis(config.heartbeatMillis))))
     yield* Effect.forkScoped(timer)
     // The first maintenance pass catches up on what happened while no worker ran.
     yield* Effect.forkScoped(Effect.repeat(maintenance, Schedule.spaced(Duration.millis(config.pollMillis))))
-    const claimer = yield* Effect.forkScoped(claimLoop)
+    yield* Effect.forkScoped(exchangeLoop)
 
     // --- shutdown ------------------------------------------------------------
     // Registered last, so it runs first: the loops above are still alive while
     // running handlers finish and their outcomes are written.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
+        // No more claims; the exchange loop lives on to write the outcomes.
         stopping = true
-        yield* Fiber.interrupt(claimer)
         // Claimed but never started: give them back at once.
         for (const e of buffered.splice(0)) yield* finish({ _tag: "Released", id: e.id }, () => release(e.id))
-        const finished = yield* Effect.timeoutOption(FiberSet.awaitEmpty(fibers), Duration.millis(config.graceMillis))
+        // Wait on the runs themselves (a fiber being forked is in `runs` before it is in the FiberSet).
+        const handlersDone = Effect.suspend(() => (runs.size === 0 ? Effect.void : Deferred.await(runsEnded)))
+        const finished = yield* Effect.timeoutOption(handlersDone, Duration.millis(config.graceMillis))
         if (finished._tag === "None") {
           for (const id of runs.keys()) yield* stop(id, { _tag: "Shutdown" })
-          yield* FiberSet.awaitEmpty(fibers)
+          yield* handlersDone
         }
         // Every outcome committed (or given up on) before the batchers stop.
         if (leased.size > 0) yield* Deferred.await(drained)

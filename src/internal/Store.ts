@@ -57,6 +57,14 @@ export interface InsertResult {
   readonly created: boolean
 }
 
+export interface ClaimOptions {
+  readonly queue: string
+  readonly tasks: ReadonlyArray<string>
+  readonly limit: number
+  readonly workerId: string
+  readonly leaseMillis: number
+}
+
 export interface ClaimedExecution {
   readonly id: string
   readonly task: string
@@ -178,20 +186,20 @@ export interface StoreService {
    * priority first then oldest run_at, counting an attempt and leasing each
    * to `workerId` for `leaseMillis`.
    */
-  readonly claim: (options: {
-    readonly queue: string
-    readonly tasks: ReadonlyArray<string>
-    readonly limit: number
-    readonly workerId: string
-    readonly leaseMillis: number
-  }) => Effect.Effect<ReadonlyArray<ClaimedExecution>, StoreError>
+  readonly claim: (options: ClaimOptions) => Effect.Effect<ReadonlyArray<ClaimedExecution>, StoreError>
 
   /**
    * Writes finished attempts back. Every write is fenced by the lease: an
    * outcome for an execution `workerId` no longer owns changes nothing.
-   * Finishing an execution wakes its parent.
+   * Finishing an execution wakes its parent. With `claim`, also claims the
+   * next batch (for `workerId`), in the same transaction where it can, and
+   * returns it.
    */
-  readonly finish: (workerId: string, outcomes: ReadonlyArray<AttemptOutcome>) => Effect.Effect<void, StoreError>
+  readonly finish: (
+    workerId: string,
+    outcomes: ReadonlyArray<AttemptOutcome>,
+    claim?: Omit<ClaimOptions, "workerId"> | undefined
+  ) => Effect.Effect<ReadonlyArray<ClaimedExecution>, StoreError>
 
   /** Extends the leases of `ids` held by `workerId`. */
   readonly heartbeat: (workerId: string, ids: ReadonlyArray<string>, leaseMillis: number) => Effect.Effect<HeartbeatResult, StoreError>

@@ -311,7 +311,7 @@ export const makeWithInspector: Effect.Effect<
     return "requeued"
   }
 
-  const finish: StoreService["finish"] = (workerId, outcomes) =>
+  const finishOutcomes = (workerId: string, outcomes: ReadonlyArray<AttemptOutcome>) =>
     write((t) => {
       const queues: Array<string> = []
       const parents: Array<string | undefined> = []
@@ -337,6 +337,12 @@ export const makeWithInspector: Effect.Effect<
       if (later) publish({ _tag: "Scheduled" })
       signalQueues(queues)
     })
+
+  const finish: StoreService["finish"] = (workerId, outcomes, claimNext) =>
+    Effect.flatMap(
+      finishOutcomes(workerId, outcomes),
+      () => (claimNext === undefined ? Effect.succeed([]) : claim({ ...claimNext, workerId }))
+    )
 
   const heartbeat: StoreService["heartbeat"] = (workerId, ids, leaseMillis) =>
     write((t) => {

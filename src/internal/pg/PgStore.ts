@@ -6,6 +6,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import { InvalidConfig, type SchemaTooNew, StoreError } from "../../Errors.ts"
 import type {
   CancelResult,
+  ClaimedExecution,
   ErrorRecord,
   ExecutionRow,
   Outcome,
@@ -220,22 +221,23 @@ export const make = (
       })
     }
 
-    const claim: StoreService["claim"] = (o) =>
-      Effect.map(
-        run<any>("claim", Q.claim, [o.queue, texts(o.tasks), o.limit, o.workerId, o.leaseMillis]),
-        (rows) =>
-          rows.map((row) => ({
-            id: row.id,
-            task: row.task,
-            queue: row.queue,
-            payload: row.payload,
-            attempt: row.attempts,
-            maxAttempts: row.max_attempts,
-            parentId: orUndefined(row.parent_id)
-          }))
+    const toClaimed = (rows: ReadonlyArray<any>): ReadonlyArray<ClaimedExecution> =>
+      rows.flatMap((row) =>
+        row.id === null ? [] : [{
+          id: row.id,
+          task: row.task,
+          queue: row.queue,
+          payload: row.payload,
+          attempt: row.attempts,
+          maxAttempts: row.max_attempts,
+          parentId: orUndefined(row.parent_id)
+        }]
       )
 
-    const finish: StoreService["finish"] = (workerId, outcomes) =>
+    const claim: StoreService["claim"] = (o) =>
+      Effect.map(run<any>("claim", Q.claim, [o.queue, texts(o.tasks), o.limit, o.workerId, o.leaseMillis]), toClaimed)
+
+    const finish: StoreService["finish"] = (workerId, outcomes, claimNext) =>
       Effect.gen(function*() {
         const final: Array<{ id: string; status: string; result: string | null; error: string | null }> = []
         const requeue: Array<{ id: string; next: string; at: number | null; error: string | null }> = []
@@ -268,15 +270,27 @@ export const make = (
           }
         }
         const queues = new Set<string>()
-        if (final.length > 0) {
-          yield* run("finish", Q.finish, [
-            workerId,
-            uuids(final.map((f) => f.id)),
-            texts(final.map((f) => f.status)),
-            texts(final.map((f) => f.result)),
-            texts(final.map((f) => f.error)),
-            channel
-          ])
+        let claimed: ReadonlyArray<ClaimedExecution> = []
+        const finalParams = () => [
+          workerId,
+          uuids(final.map((f) => f.id)),
+          texts(final.map((f) => f.status)),
+          texts(final.map((f) => f.result)),
+          texts(final.map((f) => f.error)),
+          channel
+        ]
+        if (final.length > 0 && claimNext !== undefined) {
+          claimed = toClaimed(yield* run<any>("finishAndClaim", Q.finishAndClaim, [
+            ...finalParams(),
+            claimNext.queue,
+            texts(claimNext.tasks),
+            claimNext.limit,
+            claimNext.leaseMillis
+          ]))
+        } else if (final.length > 0) {
+          yield* run("finish", Q.finish, finalParams())
+        } else if (claimNext !== undefined) {
+          claimed = yield* claim({ ...claimNext, workerId })
         }
         if (requeue.length > 0) {
           const rows = yield* run<{ queue: string; status: string }>("requeue", Q.requeue, [
@@ -290,6 +304,7 @@ export const make = (
           if (rows.some((row) => row.status !== "pending")) yield* scheduledFolder("s")
         }
         yield* signalQueues([...queues])
+        return claimed
       })
 
     const heartbeat: StoreService["heartbeat"] = (workerId, ids, leaseMillis) =>

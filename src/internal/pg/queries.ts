@@ -23,6 +23,43 @@ const wakeParents = (S: string, exclude = "") => `
     RETURNING p.queue, p.status
   )`
 
+/**
+ * The CTEs that finish a batch for good (completed / failed / cancelled):
+ * delete the leased rows and insert them into finished_executions, wake their
+ * parents, and send the signals with the commit. $1 worker, $2-$5 the batch,
+ * $6 the signal channel. Fenced: only rows still leased to $1 move. A cancel
+ * request that committed first turns a completion or failure into 'cancelled'
+ * with the requested reason.
+ */
+const finishCtes = (S: string) => `
+    WITH input AS (
+      SELECT id, status, result::jsonb, error::jsonb
+      FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[]) AS t(id, status, result, error)
+    ), done AS (
+      DELETE FROM ${S}.executions e USING input
+      WHERE e.id = input.id AND e.lease_owner = $1 AND e.status = 'running'
+      RETURNING e.*, input.status AS final_status, input.result AS final_result, input.error AS final_error
+    ), moved AS (
+      INSERT INTO ${S}.finished_executions (${finishedColumns})
+      SELECT id, task, queue,
+             CASE WHEN cancel_reason IS NOT NULL THEN 'cancelled' ELSE final_status END,
+             priority, payload,
+             CASE WHEN cancel_reason IS NOT NULL THEN NULL ELSE final_result END,
+             CASE WHEN cancel_reason IS NOT NULL OR final_status = 'cancelled'
+                  THEN jsonb_build_object('_tag', 'Cancelled', 'reason', COALESCE(cancel_reason, final_error ->> 'reason', 'cancelled'))
+                  ELSE final_error END,
+             attempts, max_attempts, dedupe_key, parent_id, parent_step, created_at, started_at
+      FROM done
+      RETURNING parent_id
+    ), ${wakeParents(S)},
+    -- Signals go out with the commit, from inside the statement: no extra round
+    -- trip, and one notification per batch (not per row).
+    signalled AS (
+      SELECT pg_notify($6, 'f') FROM (SELECT 1 FROM moved LIMIT 1) AS any_finished
+      UNION ALL
+      SELECT pg_notify($6, 'w:' || queue) FROM (SELECT DISTINCT queue FROM woken WHERE status = 'pending') AS q
+    )`
+
 export const queries = (S: string) => ({
   now: `SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS now`,
 
@@ -78,42 +115,36 @@ export const queries = (S: string) => ({
     FROM picked WHERE e.id = picked.id
     RETURNING e.id, e.task, e.queue, e.payload, e.attempts, e.max_attempts, e.parent_id`,
 
-  /**
-   * Finishes a batch for good (completed / failed / cancelled): deletes the
-   * leased rows and inserts them into finished_executions in one statement.
-   * A cancel request that committed first turns a completion or failure into
-   * 'cancelled' with the requested reason. $6 is the signal channel.
-   * Fenced: only rows still leased to $1 move.
-   */
+  /** Finishes a batch for good; see finishCtes. */
   finish: `
-    WITH input AS (
-      SELECT id, status, result::jsonb, error::jsonb
-      FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[]) AS t(id, status, result, error)
-    ), done AS (
-      DELETE FROM ${S}.executions e USING input
-      WHERE e.id = input.id AND e.lease_owner = $1 AND e.status = 'running'
-      RETURNING e.*, input.status AS final_status, input.result AS final_result, input.error AS final_error
-    ), moved AS (
-      INSERT INTO ${S}.finished_executions (${finishedColumns})
-      SELECT id, task, queue,
-             CASE WHEN cancel_reason IS NOT NULL THEN 'cancelled' ELSE final_status END,
-             priority, payload,
-             CASE WHEN cancel_reason IS NOT NULL THEN NULL ELSE final_result END,
-             CASE WHEN cancel_reason IS NOT NULL OR final_status = 'cancelled'
-                  THEN jsonb_build_object('_tag', 'Cancelled', 'reason', COALESCE(cancel_reason, final_error ->> 'reason', 'cancelled'))
-                  ELSE final_error END,
-             attempts, max_attempts, dedupe_key, parent_id, parent_step, created_at, started_at
-      FROM done
-      RETURNING parent_id
-    ), ${wakeParents(S)},
-    -- Signals go out with the commit, from inside the statement: no extra round
-    -- trip, and one notification per batch (not per row).
-    signalled AS (
-      SELECT pg_notify($6, 'f') FROM (SELECT 1 FROM moved LIMIT 1) AS any_finished
-      UNION ALL
-      SELECT pg_notify($6, 'w:' || queue) FROM (SELECT DISTINCT queue FROM woken WHERE status = 'pending') AS q
-    )
+    ${finishCtes(S)}
     SELECT (SELECT count(*) FROM moved)::int AS finished, (SELECT count(*) FROM signalled)::int AS signals`,
+
+  /**
+   * `finish` and `claim` in one statement and one commit: a busy worker hands
+   * back a batch of outcomes and takes its next batch in a single round trip.
+   * $7 queue, $8 tasks, $9 limit, $10 lease ms; the worker is $1. The claim
+   * reads the snapshot from before the statement, which is all it needs (the
+   * rows it finishes were running, not pending). One row at least, so the
+   * signals are always evaluated; claimed columns are NULL when none was taken.
+   */
+  finishAndClaim: `
+    ${finishCtes(S)},
+    picked AS (
+      SELECT id FROM ${S}.executions
+      WHERE status = 'pending' AND queue = $7 AND task = ANY($8::text[])
+      ORDER BY priority DESC, run_at, id
+      LIMIT $9
+      FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+      UPDATE ${S}.executions e
+      SET status = 'running', attempts = e.attempts + 1, lease_owner = $1,
+          lease_expires_at = now() + $10 * interval '1 millisecond',
+          started_at = COALESCE(e.started_at, now()), wake = false, updated_at = now()
+      FROM picked WHERE e.id = picked.id
+      RETURNING e.id, e.task, e.queue, e.payload, e.attempts, e.max_attempts, e.parent_id
+    )
+    SELECT c.*, s.signals FROM (SELECT count(*)::int AS signals FROM signalled) AS s LEFT JOIN claimed c ON true`,
 
   /**
    * Puts leased rows back in one statement.
