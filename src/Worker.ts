@@ -196,9 +196,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     const recordStep = (yield* makeBatcher(
       (items: ReadonlyArray<{ readonly executionId: string; readonly record: Omit<StepRecord, "recordedAt"> }>) =>
         store.recordSteps(workerId, items),
-      // Handlers wait on every step write: two writers keep a step from waiting
-      // for someone else's batch to commit first.
-      { maxBatch: 500, writers: 2 }
+      { maxBatch: 500 }
     )).submit
     const startChild = (yield* makeBatcher(
       (children: ReadonlyArray<NewChild>) => store.startChildren(workerId, children),

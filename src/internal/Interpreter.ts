@@ -1,8 +1,8 @@
-import { Deferred, Duration, Effect, Schema } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Schema } from "effect"
 import { decodeOutcome, encodePayload } from "../Conductor.ts"
 import { ChildTimedOut, DuplicateStepName, StepMismatch, type StoreError } from "../Errors.ts"
 import type { AnySchema, AnyTask } from "../Task.ts"
-import { decodeJson, encodeJson } from "./codec.ts"
+import { decodeJsonExit, encodeJsonExit } from "./codec.ts"
 import type { ChildRecord, NewChild, StepRecord, StoreService } from "./Store.ts"
 import { uuid } from "./uuid.ts"
 
@@ -48,6 +48,17 @@ export interface InterpreterContext {
 }
 
 const JsonCodec: AnySchema = Schema.toCodecJson(Schema.Json)
+
+/** JSON codecs derived once per schema (steps pass the same schema on every call). */
+const jsonCodecs = new WeakMap<AnySchema, AnySchema>()
+const jsonCodec = (schema: AnySchema): AnySchema => {
+  let codec = jsonCodecs.get(schema)
+  if (codec === undefined) {
+    codec = Schema.toCodecJson(schema)
+    jsonCodecs.set(schema, codec)
+  }
+  return codec
+}
 
 export const makeInterpreter = (ctx: InterpreterContext): Interpreter => {
   let records: Map<string, StepRecord> | undefined
@@ -133,14 +144,18 @@ export const makeInterpreter = (ctx: InterpreterContext): Interpreter => {
 
   /** Steps store JSON: values go through the JSON codec of their schema (plain JSON without one). */
   const codecsOf = (schemas: { readonly success?: AnySchema | undefined; readonly error?: AnySchema | undefined }) => ({
-    success: schemas.success === undefined ? JsonCodec : Schema.toCodecJson(schemas.success),
-    error: schemas.error === undefined ? JsonCodec : Schema.toCodecJson(schemas.error)
+    success: schemas.success === undefined ? JsonCodec : jsonCodec(schemas.success),
+    error: schemas.error === undefined ? JsonCodec : jsonCodec(schemas.error)
   })
+
+  // Contract schemas need no services, so values are encoded and decoded synchronously.
+  const orDie = <A>(exit: Exit.Exit<A, unknown>): Effect.Effect<A> =>
+    Exit.isSuccess(exit) ? Effect.succeed(exit.value) : Effect.die(Cause.squash(exit.cause))
 
   const replayStep = (rec: StepRecord, codecs: { readonly success: AnySchema; readonly error: AnySchema }) =>
     rec.error !== undefined
-      ? Effect.flatMap(Effect.orDie(decodeJson(codecs.error, rec.error)), Effect.fail)
-      : Effect.orDie(decodeJson(codecs.success, rec.value))
+      ? Effect.flatMap(orDie(decodeJsonExit(codecs.error, rec.error)), Effect.fail)
+      : orDie(decodeJsonExit(codecs.success, rec.value))
 
   const step: Interpreter["step"] = (name, effect, schemas) =>
     Effect.flatMap(claimName(name, "step"), (existing) => {
@@ -149,15 +164,18 @@ export const makeInterpreter = (ctx: InterpreterContext): Interpreter => {
       const isDeclared = schemas.error === undefined ? () => false : Schema.is(schemas.error)
       return tracked(Effect.matchCauseEffect(effect, {
         onSuccess: (value) =>
-          Effect.flatMap(Effect.orDie(encodeJson(codecs.success, schemas.success === undefined && value === undefined ? null : value)), (encoded) =>
-            Effect.flatMap(
-              record({ name, kind: "step", value: encoded, error: undefined, attempt: ctx.attempt }),
-              (stored) => replayStep(stored, codecs)
-            )),
+          Effect.flatMap(
+            orDie(encodeJsonExit(codecs.success, schemas.success === undefined && value === undefined ? null : value)),
+            (encoded) =>
+              Effect.flatMap(
+                record({ name, kind: "step", value: encoded, error: undefined, attempt: ctx.attempt }),
+                (stored) => replayStep(stored, codecs)
+              )
+          ),
         onFailure: (cause) => {
           const failure = cause.reasons.find((reason) => reason._tag === "Fail")
           if (failure !== undefined && isDeclared(failure.error)) {
-            return Effect.flatMap(Effect.orDie(encodeJson(codecs.error, failure.error)), (encoded) =>
+            return Effect.flatMap(orDie(encodeJsonExit(codecs.error, failure.error)), (encoded) =>
               Effect.flatMap(
                 record({ name, kind: "step", value: null, error: encoded, attempt: ctx.attempt }),
                 (stored) => replayStep(stored, codecs)
