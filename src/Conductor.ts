@@ -3,7 +3,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Deferred, Duration, Effect, Layer, PubSub, Queue } from "effect"
+import { Cause, Context, Deferred, Duration, Effect, Exit, Layer, PubSub, Queue } from "effect"
 import {
   ExecutionCancelled,
   ExecutionFailed,
@@ -12,7 +12,7 @@ import {
   type StoreError,
   TaskMismatch
 } from "./Errors.ts"
-import { decodeJson, encodeJson } from "./internal/codec.ts"
+import { decodeJson, encodeJsonExit } from "./internal/codec.ts"
 import { warn } from "./internal/log.ts"
 import { Registry } from "./internal/Registry.ts"
 import type { ErrorRecord, ExecutionRow, NewExecution, Outcome, Status, StepRecord } from "./internal/Store.ts"
@@ -150,11 +150,16 @@ export const newExecution = (task: AnyTask, payload: unknown, options: InvokeOpt
 })
 
 /** Encodes a payload with the task's schema, failing with `InvalidPayload`. */
-export const encodePayload = (task: AnyTask, payload: unknown) =>
-  Effect.mapError(
-    encodeJson(task.codecs.payload, payload),
-    (error) => new InvalidPayload({ task: task.name, message: `Invalid payload for task "${task.name}": ${error.message}` })
+export const encodePayload = (task: AnyTask, payload: unknown): Effect.Effect<unknown, InvalidPayload> => {
+  // Synchronous: contract schemas need no services, and invokeMany encodes thousands at a time.
+  const exit = encodeJsonExit(task.codecs.payload, payload)
+  return Exit.isSuccess(exit) ? Effect.succeed(exit.value) : Effect.fail(
+    new InvalidPayload({
+      task: task.name,
+      message: `Invalid payload for task "${task.name}": ${String((Cause.squash(exit.cause) as Error).message ?? Cause.pretty(exit.cause))}`
+    })
   )
+}
 
 /**
  * Turns a stored outcome into the caller's result: the decoded success, the

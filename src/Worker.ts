@@ -68,9 +68,10 @@ type Stop =
   | { readonly _tag: "Shutdown" }
   | { readonly _tag: "Lost" }
 
+/** A running attempt: its fiber (interrupted to stop it) and why it was stopped, if it was. */
 interface RunControl {
   stop: Stop | undefined
-  fiber: Fiber.Fiber<unknown, unknown> | undefined
+  readonly fiber: Fiber.Fiber<unknown, unknown>
 }
 
 const millis = (input: Duration.Input | undefined, fallback: number) =>
@@ -145,8 +146,8 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         if (control === undefined) return dropBuffered(id, reason)
         if (control.stop !== undefined) return Effect.void
         control.stop = reason
-        return control.fiber === undefined ? Effect.void : Effect.forkDetach(Fiber.interrupt(control.fiber))
-      }).pipe(Effect.asVoid)
+        return Effect.asVoid(Effect.forkDetach(Fiber.interrupt(control.fiber)))
+      })
 
     /** A stop for an execution still waiting for a slot: it never starts. */
     const dropBuffered = (id: string, reason: Stop): Effect.Effect<void> =>
