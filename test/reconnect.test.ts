@@ -13,6 +13,7 @@ import { Conductor } from "../src/Conductor.ts"
 import * as Durable from "../src/Durable.ts"
 import * as Task from "../src/Task.ts"
 import { pgStack, withWorker } from "./support/stack.ts"
+import { serverUrl, TestDatabase } from "./support/TestDatabase.ts"
 
 const Sleeper = Task.make("sleeper", { payload: Schema.Struct({}), success: Schema.String })
 const Runner = Task.make("runner", { payload: Schema.Struct({}), success: Schema.String })
@@ -120,3 +121,45 @@ plain.live("a real server restart: workers reconnect, nothing is lost, everythin
       assert.deepStrictEqual(results, ["slept", "ran", "child"])
     }).pipe(Effect.provide(Stack))
   }).pipe(Effect.scoped), 60_000)
+
+layer(pgStack(), { excludeTestServices: true })("database unreachable", (it) => {
+  it.effect("a worker that cannot renew its leases for a lease duration interrupts its handlers", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const { name } = yield* TestDatabase
+      const started = yield* Deferred.make<void>()
+      const interrupted = yield* Deferred.make<void>()
+      const Stubborn = Task.make("stubborn", { payload: Schema.Struct({}) })
+      const StubbornLive = Stubborn.toLayer(() =>
+        Effect.andThen(Deferred.succeed(started, undefined), Effect.never).pipe(
+          Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined))
+        )
+      )
+      yield* conductor.invoke(Stubborn, {})
+      const admin = PgClient.layer({ url: Redacted.make(serverUrl()), maxConnections: 1 })
+      const setConnections = (allow: boolean) =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          yield* sql.unsafe(`ALTER DATABASE "${name}" WITH ALLOW_CONNECTIONS ${allow}`)
+          if (!allow) {
+            yield* sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${name}`
+          }
+        }).pipe(Effect.provide(admin))
+      const waited = yield* withWorker(
+        StubbornLive,
+        { leaseDuration: "1 second", heartbeatInterval: "100 millis", shutdownGrace: 0 },
+        Effect.gen(function*() {
+          yield* Deferred.await(started)
+          yield* setConnections(false)
+          const cut = Date.now()
+          yield* Deferred.await(interrupted)
+          const waited = Date.now() - cut
+          yield* setConnections(true)
+          return waited
+        })
+      ).pipe(Effect.ensuring(Effect.orDie(setConnections(true))))
+      // Not before its lease could have expired, and not much later.
+      assert.isAtLeast(waited, 900)
+      assert.isBelow(waited, 3000)
+    }), { timeout: 30_000 })
+})
