@@ -2,6 +2,11 @@
  * The hot SQL of the Postgres store, one statement per operation, each over
  * a whole batch (arrays in, `unnest` inside). `S` is the quoted schema name.
  * Why each shape is fast is said next to it.
+ *
+ * Rows of the hot table are always targeted with `id = ANY (array)`, never by
+ * joining a CTE or `unnest`: the planner then uses the primary key whatever
+ * its (often stale) estimates say, where a hash join could scan the whole
+ * table and turn a million-row backlog into seconds per batch.
  */
 
 const finishedColumns =
@@ -19,7 +24,7 @@ const wakeParents = (S: string, exclude = "") => `
         status = CASE WHEN p.status = 'waiting' THEN 'pending' ELSE p.status END,
         run_at = CASE WHEN p.status = 'waiting' THEN now() ELSE p.run_at END,
         updated_at = now()
-    WHERE p.id IN (SELECT parent_id FROM moved WHERE parent_id IS NOT NULL) ${exclude}
+    WHERE p.id = ANY (ARRAY(SELECT parent_id FROM moved WHERE parent_id IS NOT NULL)) ${exclude}
     RETURNING p.queue, p.status
   )`
 
@@ -35,10 +40,13 @@ const finishCtes = (S: string) => `
     WITH input AS (
       SELECT id, status, result::jsonb, error::jsonb
       FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[]) AS t(id, status, result, error)
+    ), deleted AS (
+      DELETE FROM ${S}.executions e
+      WHERE e.id = ANY ($2::uuid[]) AND e.lease_owner = $1 AND e.status = 'running'
+      RETURNING e.*
     ), done AS (
-      DELETE FROM ${S}.executions e USING input
-      WHERE e.id = input.id AND e.lease_owner = $1 AND e.status = 'running'
-      RETURNING e.*, input.status AS final_status, input.result AS final_result, input.error AS final_error
+      SELECT deleted.*, input.status AS final_status, input.result AS final_result, input.error AS final_error
+      FROM deleted JOIN input USING (id)
     ), moved AS (
       INSERT INTO ${S}.finished_executions (${finishedColumns})
       SELECT id, task, queue,
@@ -112,7 +120,7 @@ export const queries = (S: string) => ({
     SET status = 'running', attempts = e.attempts + 1, lease_owner = $4,
         lease_expires_at = now() + $5 * interval '1 millisecond',
         started_at = COALESCE(e.started_at, now()), wake = false, updated_at = now()
-    FROM picked WHERE e.id = picked.id
+    WHERE e.id = ANY (ARRAY(SELECT id FROM picked))
     RETURNING e.id, e.task, e.queue, e.payload, e.attempts, e.max_attempts, e.parent_id`,
 
   /** Finishes a batch for good; see finishCtes. */
@@ -141,7 +149,7 @@ export const queries = (S: string) => ({
       SET status = 'running', attempts = e.attempts + 1, lease_owner = $1,
           lease_expires_at = now() + $10 * interval '1 millisecond',
           started_at = COALESCE(e.started_at, now()), wake = false, updated_at = now()
-      FROM picked WHERE e.id = picked.id
+      WHERE e.id = ANY (ARRAY(SELECT id FROM picked))
       RETURNING e.id, e.task, e.queue, e.payload, e.attempts, e.max_attempts, e.parent_id
     )
     SELECT c.*, s.signals FROM (SELECT count(*)::int AS signals FROM signalled) AS s LEFT JOIN claimed c ON true`,
@@ -174,7 +182,7 @@ export const queries = (S: string) => ({
         last_error = COALESCE(t.error, e.last_error),
         wake = false, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
     FROM target t
-    WHERE e.id = t.id AND e.lease_owner = $1 AND e.status = 'running'
+    WHERE e.id = ANY ($2::uuid[]) AND e.id = t.id AND e.lease_owner = $1 AND e.status = 'running'
     RETURNING e.queue, e.status, (extract(epoch FROM e.run_at) * 1000)::float8 AS run_at_ms`,
 
   /** Extends leases; rows not returned are no longer ours. */
@@ -201,11 +209,11 @@ export const queries = (S: string) => ({
       SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = now(), updated_at = now(),
           last_error = jsonb_build_object('_tag', 'Defect', 'message',
             'the lease expired: the worker running attempt ' || e.attempts || ' stopped heartbeating')
-      FROM expired WHERE e.id = expired.id AND e.attempts < e.max_attempts AND e.cancel_reason IS NULL
+      WHERE e.id = ANY (ARRAY(SELECT id FROM expired)) AND e.attempts < e.max_attempts AND e.cancel_reason IS NULL
       RETURNING e.queue
     ), done AS (
-      DELETE FROM ${S}.executions e USING expired
-      WHERE e.id = expired.id AND (e.attempts >= e.max_attempts OR e.cancel_reason IS NOT NULL)
+      DELETE FROM ${S}.executions e
+      WHERE e.id = ANY (ARRAY(SELECT id FROM expired)) AND (e.attempts >= e.max_attempts OR e.cancel_reason IS NOT NULL)
       RETURNING e.*
     ), moved AS (
       INSERT INTO ${S}.finished_executions (${finishedColumns})
@@ -234,7 +242,7 @@ export const queries = (S: string) => ({
       FOR UPDATE SKIP LOCKED
     ), promoted AS (
       UPDATE ${S}.executions e SET status = 'pending', updated_at = now()
-      FROM due WHERE e.id = due.id
+      WHERE e.id = ANY (ARRAY(SELECT id FROM due))
       RETURNING e.queue
     )
     SELECT ARRAY(SELECT DISTINCT queue FROM promoted) AS queues,
@@ -252,10 +260,10 @@ export const queries = (S: string) => ({
       UNION
       SELECT c.id FROM ${S}.executions c JOIN tree t ON c.parent_id = t.id
     ), locked AS (
-      SELECT e.id, e.status FROM ${S}.executions e WHERE e.id IN (SELECT id FROM tree) FOR UPDATE
+      SELECT e.id, e.status FROM ${S}.executions e WHERE e.id = ANY (ARRAY(SELECT id FROM tree)) FOR UPDATE
     ), done AS (
-      DELETE FROM ${S}.executions e USING locked l
-      WHERE e.id = l.id AND l.status <> 'running'
+      DELETE FROM ${S}.executions e
+      WHERE e.id = ANY (ARRAY(SELECT id FROM locked WHERE status <> 'running'))
       RETURNING e.*
     ), moved AS (
       INSERT INTO ${S}.finished_executions (${finishedColumns})
@@ -266,7 +274,7 @@ export const queries = (S: string) => ({
       RETURNING id, parent_id
     ), flagged AS (
       UPDATE ${S}.executions e SET cancel_reason = $2, updated_at = now()
-      FROM locked l WHERE e.id = l.id AND l.status = 'running'
+      WHERE e.id = ANY (ARRAY(SELECT id FROM locked WHERE status = 'running'))
       RETURNING e.id
     ), ${wakeParents(S, "AND p.id NOT IN (SELECT id FROM locked)")}
     SELECT (SELECT status FROM locked WHERE id = $1) AS root_status,
@@ -306,6 +314,7 @@ export const queries = (S: string) => ({
     ), owned AS (
       SELECT input.* FROM input JOIN ${S}.executions e
         ON e.id = input.execution_id AND e.lease_owner = $1 AND e.status = 'running'
+      WHERE e.id = ANY ($2::uuid[])
     ), inserted AS (
       INSERT INTO ${S}.steps (execution_id, name, kind, value, error, attempt)
       SELECT execution_id, name, kind, value, error, attempt FROM owned
@@ -336,6 +345,7 @@ export const queries = (S: string) => ({
     ), owned AS (
       SELECT input.* FROM input JOIN ${S}.executions e
         ON e.id = input.parent_id AND e.lease_owner = $1 AND e.status = 'running'
+      WHERE e.id = ANY ($9::uuid[])
     ), recorded AS (
       INSERT INTO ${S}.steps (execution_id, name, kind, value, attempt)
       SELECT parent_id, parent_step, 'child',
