@@ -105,16 +105,13 @@ export const queries = (S: string) => ({
 
   /**
    * Claims a batch: the partial claim index holds only 'pending' rows in claim
-   * order, so this reads `limit` index entries; SKIP LOCKED lets concurrent
-   * claimers take disjoint batches without waiting on each other.
+   * order, so `claimable` (migrations/0002) reads `limit` index entries; SKIP
+   * LOCKED lets concurrent claimers take disjoint batches without waiting on
+   * each other.
    */
   claim: `
     WITH picked AS (
-      SELECT id FROM ${S}.executions
-      WHERE status = 'pending' AND queue = $1 AND task = ANY($2::text[])
-      ORDER BY priority DESC, run_at, id
-      LIMIT $3
-      FOR UPDATE SKIP LOCKED
+      SELECT id FROM ${S}.claimable($1, $2::text[], $3) AS id
     )
     UPDATE ${S}.executions e
     SET status = 'running', attempts = e.attempts + 1, lease_owner = $4,
@@ -139,11 +136,7 @@ export const queries = (S: string) => ({
   finishAndClaim: `
     ${finishCtes(S)},
     picked AS (
-      SELECT id FROM ${S}.executions
-      WHERE status = 'pending' AND queue = $7 AND task = ANY($8::text[])
-      ORDER BY priority DESC, run_at, id
-      LIMIT $9
-      FOR UPDATE SKIP LOCKED
+      SELECT id FROM ${S}.claimable($7, $8::text[], $9) AS id
     ), claimed AS (
       UPDATE ${S}.executions e
       SET status = 'running', attempts = e.attempts + 1, lease_owner = $1,
