@@ -7,6 +7,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Deferred, Effect, Exit, Layer, Redacted, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { Conductor } from "../src/Conductor.ts"
+import { loadMigrations } from "../src/internal/pg/migrate.ts"
 import { Store } from "../src/internal/Store.ts"
 import * as PgStore from "../src/PgStore.ts"
 import * as Task from "../src/Task.ts"
@@ -47,8 +48,8 @@ layer(pgStack(), { excludeTestServices: true })("migrations", (it) => {
         { concurrency: "unbounded" }
       )
       const sql = yield* SqlClient.SqlClient
-      const rows = yield* sql<{ version: number }>`SELECT version FROM racing.migrations`
-      assert.deepStrictEqual(rows.map((r) => r.version), [1])
+      const rows = yield* sql<{ version: number }>`SELECT version FROM racing.migrations ORDER BY version`
+      assert.deepStrictEqual(rows.map((r) => r.version), loadMigrations().map((m) => m.version))
     }))
 
   it.effect("a database newer than the code is reported clearly", () =>
