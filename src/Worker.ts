@@ -302,7 +302,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     /**
      * Runs one claimed execution in the current fiber: only the handler is
      * interruptible (stop() interrupts this fiber), so the outcome is always
-     * computed and handed to the batcher. The slot is freed as soon as the
+     * computed and handed to the exchange loop. The slot is freed as soon as the
      * handler ends; the lease is dropped once the outcome is committed.
      */
     const execute = (claimed: ClaimedExecution) =>
@@ -335,7 +335,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         })
       )
 
-    /** After the handler: free the slot, start what waits for it, hand the outcome to the batcher. */
+    /** After the handler: free the slot, start what waits for it, hand the outcome to the exchange loop. */
     const settle = (claimed: ClaimedExecution, outcome: AttemptOutcome | undefined): Effect.Effect<void> => {
       runs.delete(claimed.id)
       free++
