@@ -392,8 +392,9 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     const exchangeLoop = Effect.gen(function*() {
       while (true) {
         yield* Queue.take(wakeups)
-        // Let handlers that just finished hand in their outcomes first.
-        yield* Effect.yieldNow
+        // Let other handlers that just finished hand in their outcomes first
+        // (a wake-up for new work alone goes straight to its claim).
+        if (outcomes.length > 0) yield* Effect.yieldNow
         while (true) {
           const batch = outcomes.splice(0, 1000)
           const room = capacity - (config.concurrency - free) - buffered.length
