@@ -9,6 +9,8 @@ import type { WorkerModuleSpec } from "./queue.ts"
 import { dbCounters, walPosition } from "./pg.ts"
 import { nowMs, sleep } from "./stats.ts"
 
+export const W3_WARMUP = Number(process.env.BENCH_W3_WARMUP ?? 50)
+
 export const runSteps = async (
   ctx: BenchContext,
   p: W3Params,
@@ -18,7 +20,9 @@ export const runSteps = async (
   if (setup) await setup(ctx.dbUrl)
   const w = await ctx.spawnWorker({
     ...worker,
-    options: { ...(worker.options as object), ...p },
+    // Every system's worker runs `warmup` untimed workflows before it reports
+    // ready, so the timed run measures the steady state, not JIT compilation.
+    options: { ...(worker.options as object), ...p, warmup: W3_WARMUP },
     dbUrl: ctx.dbUrl,
     label: "w3"
   })
