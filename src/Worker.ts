@@ -144,7 +144,14 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       Effect.suspend(() => {
         const control = runs.get(id)
         if (control === undefined) return dropBuffered(id, reason)
-        if (control.stop !== undefined) return Effect.void
+        if (control.stop !== undefined) {
+          // A cancel that arrives while the attempt is being suspended or
+          // released wins: the execution must end, not go back.
+          if (reason._tag === "Cancel" && (control.stop._tag === "Suspend" || control.stop._tag === "Shutdown")) {
+            control.stop = reason
+          }
+          return Effect.void
+        }
         control.stop = reason
         return Effect.asVoid(Effect.forkDetach(Fiber.interrupt(control.fiber)))
       })
@@ -177,8 +184,11 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         return Queue.offer(rearm, undefined)
       })
     const promote = Effect.gen(function*() {
-      const next = yield* store.promoteDue
-      if (next !== undefined) yield* arm(next)
+      while (true) {
+        const { more, next } = yield* store.promoteDue
+        if (next !== undefined) yield* arm(next)
+        if (!more) return
+      }
     }).pipe(Effect.catch(warn("promoting due work")))
 
     // --- batched writes (group commit) ---------------------------------------
@@ -340,10 +350,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       runs.delete(claimed.id)
       free++
       if (stopping && runs.size === 0) Deferred.doneUnsafe(runsEnded, Effect.void)
-      if (backlog && !stopping && buffered.length < config.concurrency) {
-        wanted = true
-        Queue.offerUnsafe(wakeups, undefined)
-      }
+      if (backlog && !stopping && buffered.length < config.concurrency) want()
       if (outcome === undefined) {
         release(claimed.id)
         return dispatch
@@ -381,8 +388,17 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         : Effect.forEach(starting, (execution) => FiberSet.run(fibers, execute(execution)), { discard: true })
     })
     const capacity = config.concurrency + config.prefetch
-    /** Set by anything that may mean claimable work; cleared by a claim that came back short. */
+    /**
+     * Set by anything that may mean claimable work; cleared by a claim that
+     * came back short, unless more was announced while that claim ran.
+     */
     let wanted = true
+    let wantedSeq = 0
+    const want = () => {
+      wanted = true
+      wantedSeq++
+      Queue.offerUnsafe(wakeups, undefined)
+    }
     /**
      * The exchange loop: one statement per turn writes every outcome waiting
      * (group commit) and, when there is room and work may be waiting, claims
@@ -402,17 +418,24 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
           const limit = Math.min(room, config.claimBatch)
           if (batch.length === 0 && tasks.length === 0) break
           const claimNext = tasks.length === 0 ? undefined : { queue, tasks, limit, leaseMillis: config.leaseMillis }
-          const write = store.finish(workerId, batch.map(([outcome]) => outcome), claimNext)
-          const claimed = batch.length === 0
-            ? yield* write.pipe(Effect.catch((error) => Effect.as(warn("claim")(error), [])))
-            : yield* write.pipe(
-              Effect.retry(retryWrites),
-              Effect.catch((error) => Effect.as(warn(`writing ${batch.length} outcome(s)`)(error), []))
+          const seq = wantedSeq
+          const written = batch.map(([outcome]) => outcome)
+          const claimed = yield* store.finish(workerId, written, claimNext).pipe(
+            Effect.catch((error) =>
+              batch.length === 0
+                ? Effect.as(warn("claim")(error), [])
+                // Retry the outcomes alone: a claim that did commit before the
+                // failure must not be repeated (its rows would be stranded).
+                : store.finish(workerId, written).pipe(
+                  Effect.retry(retryWrites),
+                  Effect.catch((error) => Effect.as(warn(`writing ${batch.length} outcome(s)`)(error), []))
+                )
             )
+          )
           for (const [, onDone] of batch) onDone()
           if (claimNext !== undefined) {
             backlog = claimed.length === limit
-            wanted = backlog
+            wanted = backlog || wantedSeq !== seq
           }
           for (const execution of claimed) {
             leased.add(execution.id)
@@ -425,25 +448,32 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       }
     })
     /** Claimable work may be waiting: claim on the next turn. */
-    const wake = Effect.sync(() => {
-      wanted = true
-      Queue.offerUnsafe(wakeups, undefined)
-    })
+    const wake = Effect.sync(want)
 
     // --- heartbeats: extend leases, notice lost ones and cancel requests ----
+    /** When the last successful heartbeat was sent: leases are good until then + leaseDuration. */
     let lastHeartbeat = yield* Clock.currentTimeMillis
     const heartbeat = Effect.gen(function*() {
       const ids = [...leased]
-      const result = yield* Effect.exit(store.heartbeat(workerId, ids, config.leaseMillis))
+      const sent = yield* Clock.currentTimeMillis
+      // A hung connection must not hold this up: a heartbeat that takes longer
+      // than its interval counts as failed.
+      const result = yield* Effect.exit(
+        Effect.timeoutOrElse(store.heartbeat(workerId, ids, config.leaseMillis), {
+          duration: Duration.millis(config.heartbeatMillis),
+          orElse: () => Effect.fail("timed out")
+        })
+      )
       const now = yield* Clock.currentTimeMillis
       if (Exit.isSuccess(result)) {
-        lastHeartbeat = now
+        lastHeartbeat = sent
         for (const id of result.value.lost) yield* stop(id, { _tag: "Lost" })
         for (const { id, reason } of result.value.cancelRequested) yield* stop(id, { _tag: "Cancel", reason })
-      } else if (now - lastHeartbeat >= config.leaseMillis) {
-        // Our leases may have expired and been taken over: stop everything we run.
+      } else if (now - lastHeartbeat >= config.leaseMillis - config.heartbeatMillis) {
+        // Our leases expire before another heartbeat could land: stop
+        // everything we hold before another worker takes it over.
         yield* Effect.logWarning(`effect-conductor: leases could not be renewed for ${now - lastHeartbeat} ms; interrupting handlers`)
-        for (const id of runs.keys()) yield* stop(id, { _tag: "Lost" })
+        for (const id of [...runs.keys(), ...buffered.map((e) => e.id)]) yield* stop(id, { _tag: "Lost" })
       }
     })
 
@@ -459,11 +489,12 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
           case "Cancel":
             for (const id of signal.ids) yield* stop(id, { _tag: "Cancel", reason: "cancelled" })
             break
+          // Promotion runs on the timer fiber, so signals never queue behind it.
           case "Scheduled":
-            yield* promote
+            yield* Effect.flatMap(storeNow, arm)
             break
           case "Reconnected":
-            yield* promote
+            yield* Effect.flatMap(storeNow, arm)
             yield* wake
             break
         }
@@ -496,10 +527,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     })
 
     yield* registry.onRegister((registered) => {
-      if (registered === queue) {
-        wanted = true
-        Queue.offerUnsafe(wakeups, undefined)
-      }
+      if (registered === queue) want()
     })
     yield* Effect.forkScoped(onSignals)
     yield* Effect.forkScoped(Effect.repeat(heartbeat, Schedule.spaced(Duration.millis(config.heartbeatMillis))))

@@ -344,9 +344,9 @@ describe("MemoryStore", () => {
       yield* store.finish("w", [{ _tag: "Suspended", id: uuid(1), until: now + 5000 }, { _tag: "Released", id: uuid(2) }])
       assert.deepStrictEqual([(yield* store.get(uuid(1)))!.status, (yield* store.get(uuid(1)))!.attempts], ["waiting", 0])
       assert.deepStrictEqual([(yield* store.get(uuid(2)))!.status, (yield* store.get(uuid(2)))!.attempts], ["pending", 0])
-      assert.strictEqual(yield* store.promoteDue, now + 5000)
+      assert.deepStrictEqual(yield* store.promoteDue, { next: now + 5000, more: false })
       yield* TestClock.adjust(5000)
-      assert.strictEqual(yield* store.promoteDue, undefined)
+      assert.deepStrictEqual(yield* store.promoteDue, { next: undefined, more: false })
       assert.strictEqual((yield* store.get(uuid(1)))!.status, "pending")
 
       // A child finishing while its parent runs: the parent's suspend finds the wake flag.

@@ -188,6 +188,19 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
       assert.deepStrictEqual((yield* store.steps(row!.id)).map((s) => s.value), [1])
     }))
 
+  it.effect("promoting a large wave of due work reports that more is due", () =>
+    Effect.gen(function*() {
+      const store = yield* Store
+      const rows = Array.from({ length: 6000 }, () => ({
+        id: crypto.randomUUID(), task: "job", queue: "wave", payload: {}, priority: 0, maxAttempts: 3, delayMillis: 50
+      }))
+      yield* store.insert(rows)
+      yield* Effect.sleep("100 millis")
+      assert.deepStrictEqual(yield* store.promoteDue, { next: undefined, more: true })
+      assert.deepStrictEqual(yield* store.promoteDue, { next: undefined, more: false })
+      assert.strictEqual(yield* count("conductor.executions WHERE status = 'pending' AND queue = 'wave'"), 6000)
+    }))
+
   it.effect("a handler whose lease was taken away is interrupted and writes nothing", () =>
     Effect.gen(function*() {
       const conductor = yield* Conductor

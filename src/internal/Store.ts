@@ -211,10 +211,11 @@ export interface StoreService {
   readonly recoverExpiredLeases: Effect.Effect<number, StoreError>
 
   /**
-   * Moves due scheduled executions to pending and signals their queues.
-   * Returns the earliest run_at still in the future, if any.
+   * Moves due scheduled and waiting executions to pending (a bounded batch)
+   * and signals their queues. Returns the earliest run_at still in the
+   * future, if any, and whether more may be due right now.
    */
-  readonly promoteDue: Effect.Effect<number | undefined, StoreError>
+  readonly promoteDue: Effect.Effect<{ readonly next: number | undefined; readonly more: boolean }, StoreError>
 
   /** Cancels an execution (cascading to its unfinished descendants). */
   readonly cancel: (id: string, reason: string) => Effect.Effect<CancelResult, StoreError>

@@ -325,14 +325,20 @@ export const makeWithInspector: Effect.Effect<
         finishOne(row, outcome, t)
         parents.push(row.parentId)
       }
-      queues.push(...wakeParents(parents, t))
       for (const outcome of outcomes.filter(isRequeue)) {
         const row = owned(workerId, outcome.id)
         if (row === undefined) continue
+        if (row.cancelReason !== undefined) {
+          // Cancelled while it ran: it ends here instead of going back.
+          moveToFinished(row, "cancelled", undefined, { _tag: "Cancelled", reason: row.cancelReason }, t)
+          parents.push(row.parentId)
+          continue
+        }
         finishOne(row, outcome, t)
         if (row.status === "pending") queues.push(row.queue)
-        else later = true
+        else if (row.status === "scheduled" || (outcome._tag === "Suspended" && outcome.until !== undefined)) later = true
       }
+      queues.push(...wakeParents(parents, t))
       if (parents.length > 0) publish({ _tag: "Finished" })
       if (later) publish({ _tag: "Scheduled" })
       signalQueues(queues)
@@ -423,7 +429,8 @@ export const makeWithInspector: Effect.Effect<
     }
     if (due.length > 0) version++
     signalQueues(queues)
-    return nextDue(t)
+    // No batch bound here: everything due is promoted at once.
+    return { next: nextDue(t), more: false }
   })
 
   const cancel: StoreService["cancel"] = (id, reason) =>

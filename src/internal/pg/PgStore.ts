@@ -270,6 +270,23 @@ export const make = (
           }
         }
         const queues = new Set<string>()
+        // Requeues first: if the statement after them fails, retrying the whole
+        // call is safe (requeues and finishes are fenced; a claim only happens last).
+        if (requeue.length > 0) {
+          const rows = yield* run<{ queue: string | null; status: string | null; run_at_ms: number | null }>("requeue", Q.requeue, [
+            workerId,
+            uuids(requeue.map((r) => r.id)),
+            texts(requeue.map((r) => r.next)),
+            floats(requeue.map((r) => r.at)),
+            texts(requeue.map((r) => r.error)),
+            channel
+          ])
+          for (const row of rows) if (row.status === "pending" && row.queue !== null) queues.add(row.queue)
+          // Only a finite due time needs workers to re-read the earliest one.
+          if (rows.some((row) => row.status !== "pending" && row.status !== null && Number.isFinite(row.run_at_ms))) {
+            yield* scheduledFolder("s")
+          }
+        }
         let claimed: ReadonlyArray<ClaimedExecution> = []
         const finalParams = () => [
           workerId,
@@ -291,17 +308,6 @@ export const make = (
           yield* run("finish", Q.finish, finalParams())
         } else if (claimNext !== undefined) {
           claimed = yield* claim({ ...claimNext, workerId })
-        }
-        if (requeue.length > 0) {
-          const rows = yield* run<{ queue: string; status: string }>("requeue", Q.requeue, [
-            workerId,
-            uuids(requeue.map((r) => r.id)),
-            texts(requeue.map((r) => r.next)),
-            floats(requeue.map((r) => r.at)),
-            texts(requeue.map((r) => r.error))
-          ])
-          for (const row of rows) if (row.status === "pending") queues.add(row.queue)
-          if (rows.some((row) => row.status !== "pending")) yield* scheduledFolder("s")
         }
         yield* signalQueues([...queues])
         return claimed
@@ -331,10 +337,10 @@ export const make = (
       return row?.touched ?? 0
     })
 
-    const promoteDue = Effect.gen(function*() {
-      const [row] = yield* run<{ queues: Array<string>; next_ms: number | null }>("promoteDue", Q.promoteDue)
+    const promoteDue: StoreService["promoteDue"] = Effect.gen(function*() {
+      const [row] = yield* run<{ queues: Array<string>; more: boolean; next_ms: number | null }>("promoteDue", Q.promoteDue)
       yield* signalQueues(row?.queues)
-      return orUndefined(row?.next_ms)
+      return { next: orUndefined(row?.next_ms), more: row?.more ?? false }
     })
 
     const cancel: StoreService["cancel"] = (id, reason) =>
@@ -345,14 +351,22 @@ export const make = (
           finished: number
           queues: Array<string>
           already_finished: boolean
-        }>("cancel", Q.cancel, [id, reason]).pipe(sql.withTransaction, Effect.mapError((e) =>
-          e._tag === "StoreError" ? e : toStoreError("cancel")(e)
-        ))
+        }>("cancel", Q.cancel, [id, reason]).pipe(
+          sql.withTransaction,
+          Effect.mapError((e) => (e._tag === "StoreError" ? e : toStoreError("cancel")(e))),
+          // Locking a tree while its children finish can deadlock; the loser retries.
+          Effect.retry({ times: 3 })
+        )
         if (row === undefined) return "not-found" as CancelResult
         if (row.flagged.length > 0) yield* send({ _tag: "Cancel", ids: row.flagged })
         if (row.finished > 0) yield* finishedFolder("f")
         yield* signalQueues(row.queues)
-        if (row.root_status === null) return row.already_finished ? "finished" : "not-found"
+        if (row.root_status === null) {
+          if (row.already_finished) return "finished"
+          // It may have finished while the cancel waited for its lock: look again.
+          const [again] = yield* run<{ finished: boolean }>("cancel", Q.finishedExists, [id])
+          return again?.finished ? "finished" : "not-found"
+        }
         return row.root_status === "running" ? "requested" : "cancelled"
       })
 

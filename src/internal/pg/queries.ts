@@ -153,6 +153,8 @@ export const queries = (S: string) => ({
    *   next 'release': pending; the attempt is given back
    *   next 'suspend': waiting until at_ms (NULL: until woken); the attempt is given back;
    *                   pending at once if a wake arrived while it ran
+   * A row whose cancel was requested while it ran ends as cancelled instead.
+   * Returns one row at least (queue NULL when nothing was requeued).
    */
   requeue: `
     WITH input AS (
@@ -164,19 +166,40 @@ export const queries = (S: string) => ({
                              WHEN 'suspend' THEN COALESCE(to_timestamp(input.at_ms / 1000.0), 'infinity')
                              ELSE now() END AS run_at
       FROM input
+    ), requeued AS (
+      UPDATE ${S}.executions e
+      SET status = CASE
+            WHEN t.next = 'suspend' THEN CASE WHEN e.wake OR t.run_at <= now() THEN 'pending' ELSE 'waiting' END
+            WHEN t.run_at > now() THEN 'scheduled'
+            ELSE 'pending' END,
+          run_at = CASE WHEN t.next = 'suspend' AND (e.wake OR t.run_at <= now()) THEN now() ELSE t.run_at END,
+          attempts = CASE WHEN t.next = 'retry' THEN e.attempts ELSE e.attempts - 1 END,
+          last_error = COALESCE(t.error, e.last_error),
+          wake = false, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+      FROM target t
+      WHERE e.id = ANY ($2::uuid[]) AND e.id = t.id AND e.lease_owner = $1 AND e.status = 'running'
+        AND e.cancel_reason IS NULL
+      RETURNING e.queue, e.status, (extract(epoch FROM e.run_at) * 1000)::float8 AS run_at_ms
+    ),
+    -- Cancelled while it ran: it ends here, as cancelled, instead of going back.
+    done AS (
+      DELETE FROM ${S}.executions e
+      WHERE e.id = ANY ($2::uuid[]) AND e.lease_owner = $1 AND e.status = 'running' AND e.cancel_reason IS NOT NULL
+      RETURNING e.*
+    ), moved AS (
+      INSERT INTO ${S}.finished_executions (${finishedColumns})
+      SELECT id, task, queue, 'cancelled', priority, payload, NULL,
+             jsonb_build_object('_tag', 'Cancelled', 'reason', cancel_reason),
+             attempts, max_attempts, dedupe_key, parent_id, parent_step, created_at, started_at
+      FROM done
+      RETURNING parent_id
+    ), ${wakeParents(S)},
+    signalled AS (
+      SELECT pg_notify($6, 'f') FROM (SELECT 1 FROM moved LIMIT 1) AS any_finished
+      UNION ALL
+      SELECT pg_notify($6, 'w:' || queue) FROM (SELECT DISTINCT queue FROM woken WHERE status = 'pending') AS q
     )
-    UPDATE ${S}.executions e
-    SET status = CASE
-          WHEN t.next = 'suspend' THEN CASE WHEN e.wake OR t.run_at <= now() THEN 'pending' ELSE 'waiting' END
-          WHEN t.run_at > now() THEN 'scheduled'
-          ELSE 'pending' END,
-        run_at = CASE WHEN t.next = 'suspend' AND (e.wake OR t.run_at <= now()) THEN now() ELSE t.run_at END,
-        attempts = CASE WHEN t.next = 'retry' THEN e.attempts ELSE e.attempts - 1 END,
-        last_error = COALESCE(t.error, e.last_error),
-        wake = false, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-    FROM target t
-    WHERE e.id = ANY ($2::uuid[]) AND e.id = t.id AND e.lease_owner = $1 AND e.status = 'running'
-    RETURNING e.queue, e.status, (extract(epoch FROM e.run_at) * 1000)::float8 AS run_at_ms`,
+    SELECT r.*, s.signals FROM (SELECT count(*)::int AS signals FROM signalled) AS s LEFT JOIN requeued r ON true`,
 
   /** Extends leases; rows not returned are no longer ours. */
   heartbeat: `
@@ -224,8 +247,8 @@ export const queries = (S: string) => ({
 
   /**
    * Promotes due scheduled and waiting rows to pending through the due-time
-   * index, and reports the next future run_at so callers can arm a timer
-   * instead of polling.
+   * index (5000 at a time; \`more\` says the batch was full), and reports the
+   * next future run_at so callers can arm a timer instead of polling.
    */
   promoteDue: `
     WITH due AS (
@@ -239,6 +262,7 @@ export const queries = (S: string) => ({
       RETURNING e.queue
     )
     SELECT ARRAY(SELECT DISTINCT queue FROM promoted) AS queues,
+           (SELECT count(*) FROM promoted) = 5000 AS more,
            (SELECT (extract(epoch FROM min(run_at)) * 1000)::float8 FROM ${S}.executions
              WHERE status IN ('scheduled', 'waiting') AND run_at > now() AND run_at < 'infinity') AS next_ms`,
 
@@ -275,6 +299,9 @@ export const queries = (S: string) => ({
            (SELECT count(*) FROM moved)::int AS finished,
            ARRAY(SELECT DISTINCT queue FROM woken WHERE status = 'pending') AS queues,
            EXISTS (SELECT 1 FROM ${S}.finished_executions WHERE id = $1) AS already_finished`,
+
+  /** Read with a fresh snapshot, after a cancel found nothing to lock (it may have just finished). */
+  finishedExists: `SELECT EXISTS (SELECT 1 FROM ${S}.finished_executions WHERE id = $1) AS finished`,
 
   getActive: `SELECT *, NULL::jsonb AS result, last_error AS error, NULL::timestamptz AS finished_at
     FROM ${S}.executions WHERE id = $1`,

@@ -1,0 +1,34 @@
+/**
+ * Store rules that both backends must keep, checked against the store itself.
+ */
+import { assert, layer } from "@effect/vitest"
+import { Effect } from "effect"
+import { Store } from "../../src/internal/Store.ts"
+import { backends, unique } from "../support/backends.ts"
+
+const worker = "00000000-0000-4000-8000-0000000000aa"
+
+for (const backend of backends) {
+  layer(backend.layer, { excludeTestServices: backend.excludeTestServices })(backend.name, (it) => {
+    it.effect("a cancel requested while an execution runs wins over its suspension, release or retry", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const queue = unique("q")
+        const ids = [crypto.randomUUID(), crypto.randomUUID(), crypto.randomUUID()]
+        yield* store.insert(ids.map((id) => ({ id, task: "t", queue, payload: {}, priority: 0, maxAttempts: 3 })))
+        const claimed = yield* store.claim({ queue, tasks: ["t"], limit: 3, workerId: worker, leaseMillis: 60_000 })
+        assert.strictEqual(claimed.length, 3)
+        for (const id of ids) assert.strictEqual(yield* store.cancel(id, "stop it"), "requested")
+        yield* store.finish(worker, [
+          { _tag: "Suspended", id: ids[0]!, until: undefined },
+          { _tag: "Released", id: ids[1]! },
+          { _tag: "Failed", id: ids[2]!, error: { _tag: "Defect", message: "boom" }, retryDelayMillis: 10 }
+        ])
+        for (const id of ids) {
+          const row = (yield* store.get(id))!
+          assert.strictEqual(row.status, "cancelled")
+          assert.deepStrictEqual(row.error, { _tag: "Cancelled", reason: "stop it" })
+        }
+      }))
+  })
+}
