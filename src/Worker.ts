@@ -131,8 +131,13 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
 
     // --- state -------------------------------------------------------------
     const runs = new Map<string, RunControl>()
-    /** Leases held: handler running, or outcome not yet committed. */
-    const leased = new Set<string>()
+    /**
+     * Leases held (handler running or buffered, or outcome not yet committed),
+     * each with the number of the claim that took it: a heartbeat answer about
+     * an earlier claim of the same id must not stop a later one.
+     */
+    const leased = new Map<string, number>()
+    let claims = 0
     let free = config.concurrency
     /** Claimed, leased, waiting for a slot (FIFO, in claim order). */
     const buffered: Array<ClaimedExecution> = []
@@ -223,7 +228,9 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       stopped: Stop | undefined
     ): AttemptOutcome | undefined => {
       const id = claimed.id
-      if (stopped !== undefined) {
+      // A handler that finished before a suspend or shutdown could stop it keeps its result.
+      const settledFirst = Exit.isSuccess(exit) && (stopped?._tag === "Suspend" || stopped?._tag === "Shutdown")
+      if (stopped !== undefined && !settledFirst) {
         switch (stopped._tag) {
           case "Lost":
             return undefined
@@ -437,8 +444,9 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
             backlog = claimed.length === limit
             wanted = backlog || wantedSeq !== seq
           }
+          claims++
           for (const execution of claimed) {
-            leased.add(execution.id)
+            leased.set(execution.id, claims)
             // Claimed while shutdown began: give it straight back.
             if (stopping) offerOutcome({ _tag: "Released", id: execution.id }, () => release(execution.id))
             else buffered.push(execution)
@@ -454,7 +462,8 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     /** When the last successful heartbeat was sent: leases are good until then + leaseDuration. */
     let lastHeartbeat = yield* Clock.currentTimeMillis
     const heartbeat = Effect.gen(function*() {
-      const ids = [...leased]
+      const held = new Map(leased)
+      const ids = [...held.keys()]
       const sent = yield* Clock.currentTimeMillis
       // A hung connection must not hold this up: a heartbeat that takes longer
       // than its interval counts as failed.
@@ -467,7 +476,9 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       const now = yield* Clock.currentTimeMillis
       if (Exit.isSuccess(result)) {
         lastHeartbeat = sent
-        for (const id of result.value.lost) yield* stop(id, { _tag: "Lost" })
+        for (const id of result.value.lost) {
+          if (leased.get(id) === held.get(id)) yield* stop(id, { _tag: "Lost" })
+        }
         for (const { id, reason } of result.value.cancelRequested) yield* stop(id, { _tag: "Cancel", reason })
       } else if (now - lastHeartbeat >= config.leaseMillis - config.heartbeatMillis) {
         // Our leases expire before another heartbeat could land: stop
