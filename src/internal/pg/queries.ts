@@ -166,6 +166,13 @@ export const queries = (S: string) => ({
                              WHEN 'suspend' THEN COALESCE(to_timestamp(input.at_ms / 1000.0), 'infinity')
                              ELSE now() END AS run_at
       FROM input
+    ),
+    -- Lock first: a cancel committing meanwhile is then seen (the lock returns
+    -- the latest version), so each row goes exactly one way below.
+    locked AS (
+      SELECT e.id, e.cancel_reason FROM ${S}.executions e
+      WHERE e.id = ANY ($2::uuid[]) AND e.lease_owner = $1 AND e.status = 'running'
+      FOR UPDATE
     ), requeued AS (
       UPDATE ${S}.executions e
       SET status = CASE
@@ -177,14 +184,13 @@ export const queries = (S: string) => ({
           last_error = COALESCE(t.error, e.last_error),
           wake = false, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
       FROM target t
-      WHERE e.id = ANY ($2::uuid[]) AND e.id = t.id AND e.lease_owner = $1 AND e.status = 'running'
-        AND e.cancel_reason IS NULL
+      WHERE e.id = ANY (ARRAY(SELECT id FROM locked WHERE cancel_reason IS NULL)) AND e.id = t.id
       RETURNING e.queue, e.status, (extract(epoch FROM e.run_at) * 1000)::float8 AS run_at_ms
     ),
     -- Cancelled while it ran: it ends here, as cancelled, instead of going back.
     done AS (
       DELETE FROM ${S}.executions e
-      WHERE e.id = ANY ($2::uuid[]) AND e.lease_owner = $1 AND e.status = 'running' AND e.cancel_reason IS NOT NULL
+      WHERE e.id = ANY (ARRAY(SELECT id FROM locked WHERE cancel_reason IS NOT NULL))
       RETURNING e.*
     ), moved AS (
       INSERT INTO ${S}.finished_executions (${finishedColumns})
