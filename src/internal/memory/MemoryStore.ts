@@ -19,6 +19,7 @@ import type {
   ExecutionRow,
   FinalStatus,
   Json,
+  NewExecution,
   Outcome,
   Signal,
   StepRecord,
@@ -189,6 +190,33 @@ export const makeWithInspector: Effect.Effect<
     return map
   }
 
+  /** A fresh unfinished row: scheduled when its run time is in the future, pending otherwise. */
+  const newRow = (e: NewExecution, runAt: number, t: number): Row => ({
+    id: e.id,
+    task: e.task,
+    queue: e.queue,
+    status: runAt > t ? "scheduled" : "pending",
+    priority: e.priority,
+    payload: clone(e.payload ?? null),
+    attempts: 0,
+    maxAttempts: e.maxAttempts,
+    runAt,
+    order: ++order,
+    seq: order,
+    leaseOwner: undefined,
+    leaseExpiresAt: undefined,
+    wake: false,
+    cancelReason: undefined,
+    dedupeKey: e.dedupeKey,
+    parentId: e.parentId,
+    parentStep: e.parentStep,
+    lastError: undefined,
+    result: undefined,
+    createdAt: t,
+    startedAt: undefined,
+    finishedAt: undefined
+  })
+
   const insert: StoreService["insert"] = (executions) =>
     write((t) => {
       const queues: Array<string> = []
@@ -199,32 +227,7 @@ export const makeWithInspector: Effect.Effect<
             if (row.task === e.task && row.dedupeKey === e.dedupeKey) return { id: row.id, created: false }
           }
         }
-        const runAt = e.runAt ?? t + (e.delayMillis ?? 0)
-        const row: Row = {
-          id: e.id,
-          task: e.task,
-          queue: e.queue,
-          status: runAt > t ? "scheduled" : "pending",
-          priority: e.priority,
-          payload: clone(e.payload ?? null),
-          attempts: 0,
-          maxAttempts: e.maxAttempts,
-          runAt,
-          order: ++order,
-          seq: order,
-          leaseOwner: undefined,
-          leaseExpiresAt: undefined,
-          wake: false,
-          cancelReason: undefined,
-          dedupeKey: e.dedupeKey,
-          parentId: e.parentId,
-          parentStep: e.parentStep,
-          lastError: undefined,
-          result: undefined,
-          createdAt: t,
-          startedAt: undefined,
-          finishedAt: undefined
-        }
+        const row = newRow(e, e.runAt ?? t + (e.delayMillis ?? 0), t)
         active.set(row.id, row)
         if (row.status === "pending") queues.push(row.queue)
         else scheduled = true
@@ -548,32 +551,7 @@ export const makeWithInspector: Effect.Effect<
           attempt: c.attempt,
           recordedAt: t
         })
-        const delay = c.delayMillis ?? 0
-        const row: Row = {
-          id: c.id,
-          task: c.task,
-          queue: c.queue,
-          status: delay > 0 ? "scheduled" : "pending",
-          priority: c.priority,
-          payload: clone(c.payload ?? null),
-          attempts: 0,
-          maxAttempts: c.maxAttempts,
-          runAt: t + delay,
-          order: ++order,
-          seq: order,
-          leaseOwner: undefined,
-          leaseExpiresAt: undefined,
-          wake: false,
-          cancelReason: undefined,
-          dedupeKey: undefined,
-          parentId: c.parentId,
-          parentStep: c.parentStep,
-          lastError: undefined,
-          result: undefined,
-          createdAt: t,
-          startedAt: undefined,
-          finishedAt: undefined
-        }
+        const row = newRow({ ...c, dedupeKey: undefined }, t + (c.delayMillis ?? 0), t)
         active.set(row.id, row)
         if (row.status === "pending") queues.push(row.queue)
         return { id: c.id, deadline: orUndefined(deadline) }
