@@ -121,6 +121,16 @@ interface TrackedSleep {
   readonly kind: "handler" | "worker" | "other"
 }
 
+/** A clock's time readings, delegated (the wrappers below change only how it sleeps). */
+const readsOf = (inner: Clock.Clock): Omit<Clock.Clock, "sleep"> => ({
+  currentTimeMillisUnsafe: () => inner.currentTimeMillisUnsafe(),
+  currentTimeMillis: inner.currentTimeMillis,
+  currentTimeNanosUnsafe: () => inner.currentTimeNanosUnsafe(),
+  currentTimeNanos: inner.currentTimeNanos,
+  monotonicTimeNanosUnsafe: () => inner.monotonicTimeNanosUnsafe(),
+  monotonicTimeNanos: inner.monotonicTimeNanos
+})
+
 /**
  * The clock handed to handlers and to the test: it delegates to the clock in
  * context (the `TestClock`), and remembers who sleeps until when, so the
@@ -130,12 +140,7 @@ interface TrackedSleep {
 const trackingClock = (inner: Clock.Clock, sleeps: Set<TrackedSleep>, bump: () => void, worker = false) => {
   const test = inner as Partial<TestClock.TestClock>
   const clock: Clock.Clock & Pick<TestClock.TestClock, "adjust" | "setTime" | "withLive"> = {
-    currentTimeMillisUnsafe: () => inner.currentTimeMillisUnsafe(),
-    currentTimeMillis: inner.currentTimeMillis,
-    currentTimeNanosUnsafe: () => inner.currentTimeNanosUnsafe(),
-    currentTimeNanos: inner.currentTimeNanos,
-    monotonicTimeNanosUnsafe: () => inner.monotonicTimeNanosUnsafe(),
-    monotonicTimeNanos: inner.monotonicTimeNanos,
+    ...readsOf(inner),
     sleep: (duration) =>
       Effect.flatMap(Effect.serviceOption(Execution), (execution) =>
         Effect.acquireUseRelease(
@@ -169,15 +174,7 @@ const notTestClock = new Error("TestConductor: the layer was built without a Tes
  * In-memory signals are never lost, and under a TestClock that poll would
  * fire every 5 virtual seconds; the client gets a clock whose timers never fire.
  */
-const quietClock = (inner: Clock.Clock): Clock.Clock => ({
-  currentTimeMillisUnsafe: () => inner.currentTimeMillisUnsafe(),
-  currentTimeMillis: inner.currentTimeMillis,
-  currentTimeNanosUnsafe: () => inner.currentTimeNanosUnsafe(),
-  currentTimeNanos: inner.currentTimeNanos,
-  monotonicTimeNanosUnsafe: () => inner.monotonicTimeNanosUnsafe(),
-  monotonicTimeNanos: inner.monotonicTimeNanos,
-  sleep: () => Effect.never
-})
+const quietClock = (inner: Clock.Clock): Clock.Clock => ({ ...readsOf(inner), sleep: () => Effect.never })
 
 /** Counts Effect tasks scheduled and not yet run, across every fiber that uses it. */
 interface TaskCounter {
