@@ -81,7 +81,7 @@ interface CaseResult {
 const live = new Set<WorkerHandle>()
 let server: Server | undefined
 const cleanup = async () => {
-  for (const h of live) h.kill()
+  await Promise.all([...live].map((h) => h.kill()))
   await server?.stop().catch(() => {})
 }
 for (const sig of ["SIGINT", "SIGTERM"] as const)
@@ -147,7 +147,7 @@ const main = async () => {
         log(`${c.system.name} ${c.label} #${r} FAILED: ${error}`)
       } finally {
         for (const h of handles) {
-          h.kill()
+          await h.kill()
           live.delete(h)
         }
         for (const d of dbs) await server!.dropDatabase(d).catch((e) => log(`drop ${d}: ${e}`))
@@ -194,9 +194,9 @@ const markdown = (rep: { loadAverage: { atStart: number[] }; results: CaseResult
   out.push("")
   if (by("w1").length) {
     out.push("### W1 burn-down (no-op jobs inserted in bulk, then drained)", "")
-    out.push("| system | jobs | worker processes | insert jobs/s | drain jobs/s | worker peak RSS MB |", "|---|---:|---:|---:|---:|---:|")
+    out.push("| system | jobs | worker processes | insert jobs/s | drain jobs/s | worker peak RSS MB | worker CPU µs/job | Postgres CPU µs/job |", "|---|---:|---:|---:|---:|---:|---:|---:|")
     for (const r of by("w1"))
-      out.push(`| ${r.system}${err(r)} | ${fmt(r.params.n)} | ${r.params.processes} | ${fmt(r.median.insertPerSec)} | ${fmt(r.median.drainPerSec)} | ${fmt(r.median.workerPeakRssMB)} |`)
+      out.push(`| ${r.system}${err(r)} | ${fmt(r.params.n)} | ${r.params.processes} | ${fmt(r.median.insertPerSec)} | ${fmt(r.median.drainPerSec)} | ${fmt(r.median.workerPeakRssMB)} | ${fmt(r.median.workerCpuUsPerJob)} | ${fmt(r.median.pgCpuUsPerJob)} |`)
     out.push("")
   }
   if (by("w2").length) {

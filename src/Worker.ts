@@ -74,6 +74,9 @@ interface RunControl {
   readonly fiber: Fiber.Fiber<unknown, unknown>
 }
 
+/** Exchange statements a worker keeps in flight at most (see the exchange loop). */
+const exchanges = 2
+
 const millis = (input: Duration.Input | undefined, fallback: number) =>
   input === undefined ? fallback : Duration.toMillis(input)
 
@@ -390,11 +393,24 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         free--
         starting.push(buffered.shift()!)
       }
+      // A handler that finishes at once starts the next one from its own
+      // fiber, so a whole buffer can run in one synchronous stretch. Once half
+      // a batch of outcomes waits, new fibers start on the next tick instead:
+      // an exchange loop gets to send those outcomes (and claim more) while
+      // the rest of the buffer runs.
       return starting.length === 0
         ? Effect.void
-        : Effect.forEach(starting, (execution) => FiberSet.run(fibers, execute(execution)), { discard: true })
+        : Effect.forEach(
+          starting,
+          (execution) => FiberSet.run(fibers, execute(execution), { startImmediately: outcomes.length < flushAt }),
+          { discard: true }
+        )
     })
     const capacity = config.concurrency + config.prefetch
+    /** Outcomes waiting that make dispatch yield to the exchange loops (see dispatch). */
+    const flushAt = Math.max(1, Math.ceil(Math.min(capacity, config.claimBatch) / 2))
+    /** The smallest claim sent beside another statement in flight. */
+    const minimumClaim = Math.max(1, Math.floor(Math.min(capacity, config.claimBatch) / 4))
     /**
      * Set by anything that may mean claimable work; cleared by a claim that
      * came back short, unless more was announced while that claim ran.
@@ -406,11 +422,16 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       wantedSeq++
       Queue.offerUnsafe(wakeups, undefined)
     }
+    /** Exchange statements in flight, and how many executions their claims may take. */
+    let inFlight = 0
+    let claiming = 0
     /**
      * The exchange loop: one statement per turn writes every outcome waiting
      * (group commit) and, when there is room and work may be waiting, claims
-     * the next batch in the same transaction. Outcomes that arrive while a
-     * statement is in flight go in the next one.
+     * the next batch in the same transaction. `exchanges` copies of it run, so
+     * a statement can be in flight while the worker runs the previous batch
+     * and the next one is already on its way: Postgres and the handlers work
+     * at the same time instead of taking turns.
      */
     const exchangeLoop = Effect.gen(function*() {
       while (true) {
@@ -420,13 +441,17 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         if (outcomes.length > 0) yield* Effect.yieldNow
         while (true) {
           const batch = outcomes.splice(0, 1000)
-          const room = capacity - (config.concurrency - free) - buffered.length
-          const tasks = stopping || !wanted || room <= 0 ? [] : registry.tasksOfQueue(queue)
+          const room = capacity - (config.concurrency - free) - buffered.length - claiming
           const limit = Math.min(room, config.claimBatch)
+          // Beside another statement, a claim waits until it is worth a round trip.
+          const worthIt = inFlight === 0 || limit >= minimumClaim
+          const tasks = stopping || !wanted || !worthIt || limit <= 0 ? [] : registry.tasksOfQueue(queue)
           if (batch.length === 0 && tasks.length === 0) break
           const claimNext = tasks.length === 0 ? undefined : { queue, tasks, limit, leaseMillis: config.leaseMillis }
           const seq = wantedSeq
           const written = batch.map(([outcome]) => outcome)
+          inFlight++
+          if (claimNext !== undefined) claiming += limit
           const claimed = yield* store.finish(workerId, written, claimNext).pipe(
             Effect.catch((error) =>
               batch.length === 0
@@ -437,7 +462,11 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
                   Effect.retry(retryWrites),
                   Effect.catch((error) => Effect.as(warn(`writing ${batch.length} outcome(s)`)(error), []))
                 )
-            )
+            ),
+            Effect.ensuring(Effect.sync(() => {
+              inFlight--
+              if (claimNext !== undefined) claiming -= limit
+            }))
           )
           for (const [, onDone] of batch) onDone()
           if (claimNext !== undefined) {
@@ -545,7 +574,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     yield* Effect.forkScoped(timer)
     // The first maintenance pass catches up on what happened while no worker ran.
     yield* Effect.forkScoped(Effect.repeat(maintenance, Schedule.spaced(Duration.millis(config.pollMillis))))
-    yield* Effect.forkScoped(exchangeLoop)
+    for (let i = 0; i < exchanges; i++) yield* Effect.forkScoped(exchangeLoop)
 
     // --- shutdown ------------------------------------------------------------
     // Registered last, so it runs first: the loops above are still alive while

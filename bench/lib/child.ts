@@ -46,7 +46,7 @@ export interface WorkerHandle {
   /** resolves with the value the module's start() resolved with */
   finished(): Promise<unknown>
   stop(): Promise<WorkerReport>
-  kill(): void
+  kill(): Promise<void>
 }
 
 export type SpawnWorker = (spec: WorkerSpec) => Promise<WorkerHandle>
@@ -58,7 +58,8 @@ export const makeSpawner = (node: string, onSpawn: (h: WorkerHandle) => void): S
     const label = spec.label ?? "worker"
     const child: ChildProcess = fork(HOST, [label], {
       execPath: node,
-      execArgv: [...(spec.execArgv ?? [])],
+      // BENCH_NODE_FLAGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the workers
+      execArgv: [...(spec.execArgv ?? []), ...(process.env.BENCH_NODE_FLAGS?.split(" ").filter(Boolean) ?? [])],
       env: { ...process.env, ...spec.env },
       stdio: ["ignore", "inherit", "inherit", "ipc"]
     })
@@ -69,6 +70,7 @@ export const makeSpawner = (node: string, onSpawn: (h: WorkerHandle) => void): S
     let finishedValue: { value: unknown } | undefined
     let onStopped: { resolve: (r: WorkerReport) => void; reject: (e: Error) => void } | undefined
     let failure: Error | undefined
+    let stopped = false
     const fail = (e: Error) => {
       failure ??= e
       if (!ready) reject(e)
@@ -90,6 +92,7 @@ export const makeSpawner = (node: string, onSpawn: (h: WorkerHandle) => void): S
           onFinished?.resolve(m.result)
           break
         case "stopped":
+          stopped = true
           handled = m.handled
           onStopped?.resolve({ handled: m.handled, latenciesMs: m.latenciesMs, peakRssKb: m.peakRssKb })
           break
@@ -122,8 +125,12 @@ export const makeSpawner = (node: string, onSpawn: (h: WorkerHandle) => void): S
               onStopped = { resolve: res, reject: rej }
               child.send({ type: "stop" })
             }),
-      kill: () => {
-        if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+      kill: async () => {
+        const alive = () => child.exitCode === null && child.signalCode === null
+        // A child that reported "stopped" is exiting on its own (and may be writing a
+        // --cpu-prof profile): give it a few seconds before SIGKILL.
+        if (alive() && stopped) await new Promise((res) => { child.once("exit", res); setTimeout(res, 10_000) })
+        if (alive()) child.kill("SIGKILL")
       }
     }
     onSpawn(handle)

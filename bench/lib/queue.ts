@@ -28,7 +28,7 @@ import type {
 } from "../systems/types.ts"
 import type { WorkerHandle } from "./child.ts"
 import { checkpoint } from "./pg.ts"
-import { nowMs, percentile, sleep } from "./stats.ts"
+import { cpuMsOf, nowMs, percentile, postgresCpuMs, sleep } from "./stats.ts"
 
 export const INSERT_CHUNK = 10_000
 const TIMEOUT_MS = Number(process.env.BENCH_TIMEOUT_S ?? 600) * 1000
@@ -115,11 +115,18 @@ const timeDrain = async (a: QueueAdapter, ctx: BenchContext, workers: WorkerHand
     )
     const allHandled = new Promise<void>((res) => (notify = res))
     const failed = Promise.race(workers.map((w) => w.finished().then(() => new Promise<never>(() => {}))))
+    const workerCpu0 = workers.reduce((sum, w) => sum + cpuMsOf(w.pid), 0)
+    const pgCpu0 = postgresCpuMs()
     const t0 = nowMs()
     for (const w of workers) w.go()
     await Promise.race([allHandled, failed, sleep(TIMEOUT_MS).then(() => Promise.reject(new Error("drain timed out")))])
     await waitUntil("completions to commit", async () => (await a.remaining(c)) <= remainingAtEnd, 2)
-    return { seconds: (nowMs() - t0) / 1000 }
+    const seconds = (nowMs() - t0) / 1000
+    // CPU spent during the drain, per job: the worker processes', and the local
+    // Postgres server's (all its processes; includes this runner's polling).
+    const workerCpuUsPerJob = ((workers.reduce((sum, w) => sum + cpuMsOf(w.pid), 0) - workerCpu0) * 1000) / target
+    const pgCpuUsPerJob = ((postgresCpuMs() - pgCpu0) * 1000) / target
+    return { seconds, workerCpuUsPerJob, pgCpuUsPerJob }
   } finally {
     await c.end()
   }
@@ -138,9 +145,9 @@ export const queueSystem = (a: QueueAdapter): BenchSystem => {
     const workers = await spawnWorkers(ctx, a, "drain", p.processes)
     const insertPerSec = await insertJobs(a, ctx.dbUrl, p.n)
     await checkpoint(ctx.adminUrl)
-    const { seconds } = await timeDrain(a, ctx, workers, p.n, 0)
+    const { seconds, workerCpuUsPerJob, pgCpuUsPerJob } = await timeDrain(a, ctx, workers, p.n, 0)
     const { peakRssMB } = await stopAll(workers)
-    return { insertPerSec, drainPerSec: p.n / seconds, workerPeakRssMB: peakRssMB }
+    return { insertPerSec, drainPerSec: p.n / seconds, workerPeakRssMB: peakRssMB, workerCpuUsPerJob, pgCpuUsPerJob }
   }
 
   const w2 = async (ctx: BenchContext, p: W2Params): Promise<W2Result> => {

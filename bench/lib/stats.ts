@@ -1,3 +1,5 @@
+import { readdirSync, readFileSync } from "node:fs"
+
 export const median = (xs: ReadonlyArray<number>): number => {
   const s = [...xs].filter((x) => Number.isFinite(x)).sort((a, b) => a - b)
   if (s.length === 0) return NaN
@@ -19,3 +21,31 @@ export const round = (x: number, digits = 0) => {
   const f = 10 ** digits
   return Math.round(x * f) / f
 }
+
+/** CPU time (user + system, ms) a process has used so far, from /proc; NaN where unreadable. */
+export const cpuMsOf = (pid: number): number => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS
+  } catch {
+    return NaN
+  }
+}
+
+/** CPU ms used so far by every local process named `postgres` (0 when the server is not local). */
+export const postgresCpuMs = (): number => {
+  let total = 0
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, "utf8").trim() !== "postgres") continue
+    } catch {
+      continue
+    }
+    const ms = cpuMsOf(Number(entry))
+    if (Number.isFinite(ms)) total += ms
+  }
+  return total
+}
+const CLOCK_TICKS = 100

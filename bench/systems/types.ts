@@ -48,6 +48,9 @@ export interface W1Result {
   readonly drainPerSec: number
   /** peak RSS (MB) of the largest worker process during the run */
   readonly workerPeakRssMB?: number
+  /** CPU µs per job during the drain: all worker processes together, and the local Postgres server */
+  readonly workerCpuUsPerJob?: number
+  readonly pgCpuUsPerJob?: number
 }
 export interface W2Result {
   readonly p50: number // ms, enqueue call start -> handler start
