@@ -286,9 +286,11 @@ const info = (row: ExecutionRow, steps: ReadonlyArray<StepRecord>, children: Rea
 
 /**
  * Everyone in this process awaiting results shares one subscription and one
- * checker: on each registration burst, Finished signal, reconnect or slow
- * safety tick, one query reads the outcomes of every awaited id (and one more
- * tells which newly awaited ids do not exist), however many callers wait.
+ * checker. A check reads the outcomes of the ids that need a look (newly
+ * awaited ones, and awaited ones a Finished signal names) in one query, and
+ * asks once which newly awaited ids do not exist, however many callers wait.
+ * A Finished signal without ids, a reconnect or the slow safety tick looks at
+ * every awaited id.
  */
 const makeWaiters = Effect.gen(function*() {
   const store = yield* Store
@@ -298,6 +300,9 @@ const makeWaiters = Effect.gen(function*() {
     verified: boolean
   }
   const pending = new Map<string, Waiting>()
+  /** Ids to look at in the next check; `all` makes it look at every awaited id. */
+  const due = new Set<string>()
+  let all = false
   const subscription = yield* store.signals
   const settle = (id: string, result: Effect.Effect<Outcome, ExecutionNotFound>) => {
     const waiting = pending.get(id)
@@ -306,8 +311,10 @@ const makeWaiters = Effect.gen(function*() {
   }
 
   const check = Effect.gen(function*() {
-    if (pending.size === 0) return
-    const ids = [...pending.keys()]
+    const ids = all ? [...pending.keys()] : [...due].filter((id) => pending.has(id))
+    all = false
+    due.clear()
+    if (ids.length === 0) return
     for (const outcome of yield* store.outcomes(ids)) settle(outcome.id, Effect.succeed(outcome))
     const unverified = ids.filter((id) => pending.get(id)?.verified === false)
     if (unverified.length === 0) return
@@ -324,15 +331,29 @@ const makeWaiters = Effect.gen(function*() {
   // One check at a time; requests made meanwhile fold into one more.
   const requests = yield* Queue.sliding<void>(1)
   const requestCheck = Queue.offer(requests, undefined)
+  const checkAll = Effect.suspend(() => {
+    all = true
+    return requestCheck
+  })
   yield* Effect.forever(Effect.andThen(Queue.take(requests), check)).pipe(Effect.forkScoped)
   yield* Effect.gen(function*() {
     while (true) {
       const signal = yield* PubSub.take(subscription)
-      if (signal._tag === "Finished" || signal._tag === "Reconnected") yield* requestCheck
+      if (signal._tag === "Reconnected" || (signal._tag === "Finished" && signal.ids === undefined)) yield* checkAll
+      else if (signal._tag === "Finished" && pending.size > 0) {
+        let named = false
+        for (const id of signal.ids!) {
+          if (pending.has(id)) {
+            due.add(id)
+            named = true
+          }
+        }
+        if (named) yield* requestCheck
+      }
     }
   }).pipe(Effect.forkScoped)
   // Safety net for a lost notification.
-  yield* requestCheck.pipe(Effect.delay("5 seconds"), Effect.forever, Effect.forkScoped)
+  yield* checkAll.pipe(Effect.delay("5 seconds"), Effect.forever, Effect.forkScoped)
 
   const awaitOutcome = (id: string) =>
     Effect.gen(function*() {
@@ -345,6 +366,7 @@ const makeWaiters = Effect.gen(function*() {
       const registered = waiting
       registered.deferreds.add(deferred)
       // Registered before the check reads, so a finish in between is not missed.
+      due.add(id)
       yield* requestCheck
       return yield* Deferred.await(deferred).pipe(Effect.ensuring(Effect.sync(() => {
         registered.deferreds.delete(deferred)

@@ -215,10 +215,12 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     const recordStep = (yield* makeBatcher(
       (items: ReadonlyArray<{ readonly executionId: string; readonly record: Omit<StepRecord, "recordedAt"> }>) =>
         store.recordSteps(workerId, items),
-      { maxBatch: 500 }
+      // Handlers awaiting their steps split into two groups that take turns.
+      { maxBatch: 500, inFlight: 2 }
     )).submit
     const startChild = (yield* makeBatcher(
       (children: ReadonlyArray<NewChild>) => store.startChildren(workerId, children),
+      // One statement for children started together: they share one insert.
       { maxBatch: 500 }
     )).submit
 
@@ -293,6 +295,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
             return ops ??= makeInterpreter({
               executionId: claimed.id,
               attempt: claimed.attempt,
+              fresh: claimed.fresh,
               store,
               recordStep: (record) => recordStep({ executionId: claimed.id, record }),
               startChild: (child): Effect.Effect<ChildRecord | undefined, StoreError> => startChild(child),

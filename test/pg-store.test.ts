@@ -4,7 +4,7 @@
  */
 import { assert, layer } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Deferred, Effect, Exit, Layer, Redacted, Schema } from "effect"
+import { Deferred, Effect, Exit, Layer, PubSub, Redacted, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { Conductor } from "../src/Conductor.ts"
 import { loadMigrations } from "../src/internal/pg/migrate.ts"
@@ -187,6 +187,30 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
       assert.strictEqual(late!.value, 1)
       assert.deepStrictEqual((yield* store.steps(row!.id)).map((s) => s.value), [1])
     }))
+
+  it.effect("finishing a batch tells result waiters which ids finished, in notifications that fit", () =>
+    Effect.gen(function*() {
+      const store = yield* Store
+      const worker = "00000000-0000-4000-8000-00000000000d"
+      const signals = yield* store.signals
+      const rows = Array.from({ length: 450 }, () => ({ id: crypto.randomUUID(), task: "job", queue: "fids", payload: {}, priority: 0, maxAttempts: 3 }))
+      yield* store.insert(rows)
+      const claimed = yield* store.claim({ queue: "fids", tasks: ["job"], limit: 450, workerId: worker, leaseMillis: 30_000 })
+      assert.strictEqual(claimed.length, 450)
+      yield* store.finish(worker, claimed.map((c) => ({ _tag: "Completed" as const, id: c.id, result: null })))
+      const named = new Set<string>()
+      let notifications = 0
+      while (named.size < 450) {
+        const signal = yield* PubSub.take(signals)
+        if (signal._tag !== "Finished") continue
+        assert.isDefined(signal.ids)
+        notifications++
+        for (const id of signal.ids!) named.add(id)
+      }
+      assert.deepStrictEqual([...named].sort(), rows.map((r) => r.id).sort())
+      // 8000-byte payloads: 190 ids at most in each.
+      assert.strictEqual(notifications, 3)
+    }).pipe(Effect.scoped))
 
   it.effect("promoting a large wave of due work reports that more is due", () =>
     Effect.gen(function*() {

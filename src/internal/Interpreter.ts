@@ -34,6 +34,8 @@ export interface Interpreter {
 export interface InterpreterContext {
   readonly executionId: string
   readonly attempt: number
+  /** The execution's first claim: there are no recorded steps to read. */
+  readonly fresh: boolean
   readonly store: StoreService
   readonly recordStep: (record: Omit<StepRecord, "recordedAt">) => Effect.Effect<StepRecord | undefined, StoreError>
   readonly startChild: (child: NewChild) => Effect.Effect<ChildRecord | undefined, StoreError>
@@ -61,7 +63,7 @@ const jsonCodec = (schema: AnySchema): AnySchema => {
 }
 
 export const makeInterpreter = (ctx: InterpreterContext): Interpreter => {
-  let records: Map<string, StepRecord> | undefined
+  let records: Map<string, StepRecord> | undefined = ctx.fresh ? new Map() : undefined
   const used = new Set<string>()
   const blocked = new Map<string, number | undefined>()
   let inFlight = 0

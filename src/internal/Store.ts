@@ -74,6 +74,8 @@ export interface ClaimedExecution {
   readonly attempt: number
   readonly maxAttempts: number
   readonly parentId: string | undefined
+  /** Claimed for the first time: it cannot have recorded steps yet. */
+  readonly fresh: boolean
 }
 
 /** The record of one durable operation inside an execution. */
@@ -152,7 +154,8 @@ export type Signal =
   /** Something was scheduled for later: workers re-read the earliest due time. */
   | { readonly _tag: "Scheduled" }
   | { readonly _tag: "Cancel"; readonly ids: ReadonlyArray<string> }
-  | { readonly _tag: "Finished" }
+  /** Executions finished: these ids, or (without ids) any of them. */
+  | { readonly _tag: "Finished"; readonly ids?: ReadonlyArray<string> | undefined }
   /** The signal connection was re-established: anything may have been missed. */
   | { readonly _tag: "Reconnected" }
 

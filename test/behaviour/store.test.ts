@@ -30,5 +30,22 @@ for (const backend of backends) {
           assert.deepStrictEqual(row.error, { _tag: "Cancelled", reason: "stop it" })
         }
       }))
+
+    it.effect("only an execution's first claim is fresh (no steps to read)", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const queue = unique("q")
+        const id = crypto.randomUUID()
+        const claim = store.claim({ queue, tasks: ["t"], limit: 1, workerId: worker, leaseMillis: 60_000 })
+        yield* store.insert([{ id, task: "t", queue, payload: {}, priority: 0, maxAttempts: 3 }])
+        const [first] = yield* claim
+        assert.strictEqual(first!.fresh, true)
+        yield* store.recordSteps(worker, [{ executionId: id, record: { name: "s", kind: "step", value: 1, error: undefined, attempt: 1 } }])
+        // Given back (as a shutdown does) and claimed again: its step must be read.
+        yield* store.finish(worker, [{ _tag: "Released", id }])
+        const [second] = yield* claim
+        assert.strictEqual(second!.id, id)
+        assert.strictEqual(second!.fresh, false)
+      }))
   })
 }

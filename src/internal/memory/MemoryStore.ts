@@ -247,6 +247,7 @@ export const makeWithInspector: Effect.Effect<
         .slice(0, Math.max(0, o.limit))
       if (picked.length === 0) unchanged()
       return picked.map((row) => {
+        const fresh = row.startedAt === undefined
         row.status = "running"
         row.attempts++
         row.leaseOwner = o.workerId
@@ -260,6 +261,7 @@ export const makeWithInspector: Effect.Effect<
           payload: clone(row.payload),
           attempt: row.attempts,
           maxAttempts: row.maxAttempts,
+          fresh,
           parentId: row.parentId
         }
       })

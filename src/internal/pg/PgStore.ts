@@ -63,7 +63,7 @@ const encodeSignal = (signal: Signal): string => {
     case "Cancel":
       return `c:${signal.ids.join(",")}`
     case "Finished":
-      return "f"
+      return signal.ids === undefined ? "f" : `f:${signal.ids.join(",")}`
     case "Scheduled":
       return "s"
     case "Reconnected":
@@ -78,7 +78,7 @@ const decodeSignal = (payload: string): Signal | undefined => {
     case "c":
       return { _tag: "Cancel", ids: payload.slice(2).split(",") }
     case "f":
-      return { _tag: "Finished" }
+      return payload.length > 2 ? { _tag: "Finished", ids: payload.slice(2).split(",") } : { _tag: "Finished" }
     case "s":
       return { _tag: "Scheduled" }
     default:
@@ -230,7 +230,8 @@ export const make = (
           payload: row.payload,
           attempt: row.attempts,
           maxAttempts: row.max_attempts,
-          parentId: orUndefined(row.parent_id)
+          parentId: orUndefined(row.parent_id),
+          fresh: row.fresh === true
         }]
       )
 

@@ -13,6 +13,13 @@ const finishedColumns =
   "id, task, queue, status, priority, payload, result, error, attempts, max_attempts, dedupe_key, parent_id, parent_step, created_at, started_at"
 
 /**
+ * Tells result waiters which executions in CTE \`moved\` finished: \`f:\` and up
+ * to 190 ids per notification (a payload must stay under 8000 bytes).
+ */
+const notifyFinished = `SELECT pg_notify($6, 'f:' || string_agg(id::text, ','))
+      FROM (SELECT id, (row_number() OVER () - 1) / 190 AS chunk FROM moved) AS m GROUP BY chunk`
+
+/**
  * Wakes the parents of the executions in CTE `moved` (which must return
  * parent_id): each gets `wake = true` (a suspend that races with this finds it
  * and stays runnable), and a parent already waiting becomes pending.
@@ -58,12 +65,12 @@ const finishCtes = (S: string) => `
                   ELSE final_error END,
              attempts, max_attempts, dedupe_key, parent_id, parent_step, created_at, started_at
       FROM done
-      RETURNING parent_id
+      RETURNING id, parent_id
     ), ${wakeParents(S)},
     -- Signals go out with the commit, from inside the statement: no extra round
     -- trip, and one notification per batch (not per row).
     signalled AS (
-      SELECT pg_notify($6, 'f') FROM (SELECT 1 FROM moved LIMIT 1) AS any_finished
+      ${notifyFinished}
       UNION ALL
       SELECT pg_notify($6, 'w:' || queue) FROM (SELECT DISTINCT queue FROM woken WHERE status = 'pending') AS q
     )`
@@ -107,7 +114,9 @@ export const queries = (S: string) => ({
    * Claims a batch: the partial claim index holds only 'pending' rows in claim
    * order, so `claimable` (migrations/0002) reads `limit` index entries; SKIP
    * LOCKED lets concurrent claimers take disjoint batches without waiting on
-   * each other.
+   * each other. `fresh`: started by this very claim (started_at is only set
+   * by a first claim, to the claiming transaction's now()), so no step was
+   * recorded yet and the worker need not read them.
    */
   claim: `
     WITH picked AS (
@@ -118,7 +127,8 @@ export const queries = (S: string) => ({
         lease_expires_at = now() + $5 * interval '1 millisecond',
         started_at = COALESCE(e.started_at, now()), wake = false, updated_at = now()
     WHERE e.id = ANY (ARRAY(SELECT id FROM picked))
-    RETURNING e.id, e.task, e.queue, e.payload, e.attempts, e.max_attempts, e.parent_id`,
+    RETURNING e.id, e.task, e.queue, e.payload, e.attempts, e.max_attempts, e.parent_id,
+                (e.started_at = now()) AS fresh`,
 
   /** Finishes a batch for good; see finishCtes. */
   finish: `
@@ -143,7 +153,8 @@ export const queries = (S: string) => ({
           lease_expires_at = now() + $10 * interval '1 millisecond',
           started_at = COALESCE(e.started_at, now()), wake = false, updated_at = now()
       WHERE e.id = ANY (ARRAY(SELECT id FROM picked))
-      RETURNING e.id, e.task, e.queue, e.payload, e.attempts, e.max_attempts, e.parent_id
+      RETURNING e.id, e.task, e.queue, e.payload, e.attempts, e.max_attempts, e.parent_id,
+                (e.started_at = now()) AS fresh
     )
     SELECT c.*, s.signals FROM (SELECT count(*)::int AS signals FROM signalled) AS s LEFT JOIN claimed c ON true`,
 
@@ -198,10 +209,10 @@ export const queries = (S: string) => ({
              jsonb_build_object('_tag', 'Cancelled', 'reason', cancel_reason),
              attempts, max_attempts, dedupe_key, parent_id, parent_step, created_at, started_at
       FROM done
-      RETURNING parent_id
+      RETURNING id, parent_id
     ), ${wakeParents(S)},
     signalled AS (
-      SELECT pg_notify($6, 'f') FROM (SELECT 1 FROM moved LIMIT 1) AS any_finished
+      ${notifyFinished}
       UNION ALL
       SELECT pg_notify($6, 'w:' || queue) FROM (SELECT DISTINCT queue FROM woken WHERE status = 'pending') AS q
     )
