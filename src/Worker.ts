@@ -68,10 +68,14 @@ type Stop =
   | { readonly _tag: "Shutdown" }
   | { readonly _tag: "Lost" }
 
-/** A running attempt: its fiber (interrupted to stop it) and why it was stopped, if it was. */
+/**
+ * A dispatched attempt: its fiber (interrupted to stop it; unset until the
+ * fiber starts) and why it was stopped, if it was. A stop that arrives before
+ * the fiber starts keeps the handler from running at all.
+ */
 interface RunControl {
   stop: Stop | undefined
-  readonly fiber: Fiber.Fiber<unknown, unknown>
+  fiber: Fiber.Fiber<unknown, unknown> | undefined
 }
 
 /** Exchange statements a worker keeps in flight at most (see the exchange loop). */
@@ -161,7 +165,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
           return Effect.void
         }
         control.stop = reason
-        return Effect.asVoid(Effect.forkDetach(Fiber.interrupt(control.fiber)))
+        return control.fiber === undefined ? Effect.void : Effect.asVoid(Effect.forkDetach(Fiber.interrupt(control.fiber)))
       })
 
     /** A stop for an execution still waiting for a slot: it never starts. */
@@ -328,12 +332,13 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
      * computed and handed to the exchange loop. The slot is freed as soon as the
      * handler ends; the lease is dropped once the outcome is committed.
      */
-    const execute = (claimed: ClaimedExecution) =>
+    const execute = (claimed: ClaimedExecution, control: RunControl) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.withFiber((fiber) => {
           const task = registry.get(claimed.task)!.task
-          const control: RunControl = { stop: undefined, fiber }
-          runs.set(claimed.id, control)
+          control.fiber = fiber
+          // Stopped between dispatch and start: the handler never runs.
+          if (control.stop !== undefined) return settle(claimed, outcomeOf(claimed, task, Exit.interrupt(), control.stop))
           const decoded = decodeJsonExit(task.codecs.payload, claimed.payload)
           if (Exit.isFailure(decoded)) {
             // A stored payload that no longer decodes fails for good, once.
@@ -405,7 +410,12 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         ? Effect.void
         : Effect.forEach(
           starting,
-          (execution) => FiberSet.run(fibers, execute(execution), { startImmediately: outcomes.length < flushAt }),
+          (execution) => {
+            // In `runs` from now on, so stops and shutdown see it before its fiber starts.
+            const control: RunControl = { stop: undefined, fiber: undefined }
+            runs.set(execution.id, control)
+            return FiberSet.run(fibers, execute(execution, control), { startImmediately: outcomes.length < flushAt })
+          },
           { discard: true }
         )
     })
@@ -588,7 +598,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         stopping = true
         // Claimed but never started: give them back at once.
         for (const e of buffered.splice(0)) yield* finish({ _tag: "Released", id: e.id }, () => release(e.id))
-        // Wait on the runs themselves (a fiber being forked is in `runs` before it is in the FiberSet).
+        // Wait on the runs themselves (a dispatched attempt is in `runs` before its fiber starts).
         const handlersDone = Effect.suspend(() => (runs.size === 0 ? Effect.void : Deferred.await(runsEnded)))
         const finished = yield* Effect.timeoutOption(handlersDone, Duration.millis(config.graceMillis))
         if (finished._tag === "None") {
