@@ -220,11 +220,10 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       (items: ReadonlyArray<{ readonly executionId: string; readonly record: Omit<StepRecord, "recordedAt"> }>) =>
         store.recordSteps(workerId, items),
       // Handlers awaiting their steps split into two groups that take turns.
-      { maxBatch: 500, inFlight: 2 }
+      { maxBatch: 500 }
     )).submit
     const startChild = (yield* makeBatcher(
       (children: ReadonlyArray<NewChild>) => store.startChildren(workerId, children),
-      // One statement for children started together: they share one insert.
       { maxBatch: 500 }
     )).submit
 

@@ -1,7 +1,6 @@
 /**
  * Group commit (src/internal/Batcher.ts): what waits goes together, each
- * submitter gets its own output, and with two writers the waiting items are
- * shared so that two writes are in flight at once.
+ * submitter gets its own output, and a failed write fails its whole batch.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber } from "effect"
@@ -32,34 +31,9 @@ describe("Batcher", () => {
       assert.deepStrictEqual(batches, [[1], [2, 3, 4]])
     }).pipe(Effect.scoped))
 
-  it.effect("with two writers, what waits is split and both writes are in flight at once", () =>
-    Effect.gen(function*() {
-      const batches: Array<ReadonlyArray<number>> = []
-      let inFlight = 0
-      let most = 0
-      const bothStarted = yield* Deferred.make<void>()
-      const batcher = yield* makeBatcher(
-        (items: ReadonlyArray<number>) =>
-          Effect.gen(function*() {
-            batches.push(items)
-            most = Math.max(most, ++inFlight)
-            if (inFlight === 2) yield* Deferred.succeed(bothStarted, undefined)
-            yield* Deferred.await(bothStarted)
-            inFlight--
-            return items.map((n) => -n)
-          }),
-        { maxBatch: 100, inFlight: 2 }
-      )
-      const out = yield* Effect.forEach([1, 2, 3, 4, 5, 6], batcher.submit, { concurrency: "unbounded" })
-      assert.deepStrictEqual(out, [-1, -2, -3, -4, -5, -6])
-      assert.strictEqual(most, 2)
-      assert.deepStrictEqual(batches.map((b) => b.length), [3, 3])
-      assert.deepStrictEqual(batches.flat().sort(), [1, 2, 3, 4, 5, 6])
-    }).pipe(Effect.scoped))
-
   it.effect("a failed write fails every item of its batch", () =>
     Effect.gen(function*() {
-      const batcher = yield* makeBatcher((_: ReadonlyArray<number>) => Effect.fail("disk full"), { maxBatch: 10, inFlight: 2 })
+      const batcher = yield* makeBatcher((_: ReadonlyArray<number>) => Effect.fail("disk full"), { maxBatch: 10 })
       const out = yield* Effect.forEach([1, 2, 3], (n) => Effect.flip(batcher.submit(n)), { concurrency: "unbounded" })
       assert.deepStrictEqual(out, ["disk full", "disk full", "disk full"])
     }).pipe(Effect.scoped))

@@ -329,8 +329,8 @@ export const queries = (S: string) => ({
   childrenFinished: `SELECT *, NULL::timestamptz AS run_at, NULL::text AS cancel_reason
     FROM ${S}.finished_executions WHERE parent_id = $1`,
 
-  outcomes: `SELECT id, task, status, attempts, result, error
-    FROM ${S}.finished_executions WHERE id = ANY($1::uuid[])`,
+  /** Through `outcomes()` (migrations/0003), whose plan cannot be a sequential scan. */
+  outcomes: `SELECT id, task, status, attempts, result, error FROM ${S}.outcomes($1::uuid[])`,
 
   unknownIds: `SELECT u.id FROM unnest($1::uuid[]) AS u(id)
     WHERE NOT EXISTS (SELECT 1 FROM ${S}.executions e WHERE e.id = u.id)
