@@ -8,14 +8,16 @@ import type { Scope } from "effect"
 import { AttemptTimedOut, InvalidConfig, type StoreError } from "./Errors.ts"
 import { Execution } from "./Execution.ts"
 import { makeBatcher } from "./internal/Batcher.ts"
-import { decodeJsonExit, encodeJsonExit } from "./internal/codec.ts"
+import { decodeJsonExit } from "./internal/codec.ts"
 import { makeInterpreter } from "./internal/Interpreter.ts"
 import { warn } from "./internal/log.ts"
 import { Registry } from "./internal/Registry.ts"
 import type { AttemptOutcome, ChildRecord, ClaimedExecution, NewChild, StepRecord } from "./internal/Store.ts"
 import { Store } from "./internal/Store.ts"
 import { uuid } from "./internal/uuid.ts"
-import { type AnyTask, retryDelayMillis } from "./Task.ts"
+import { validate } from "./internal/worker/config.ts"
+import { outcomeOf, type Stop } from "./internal/worker/outcome.ts"
+import type { AnyTask } from "./Task.ts"
 
 /** Settings of one worker. */
 export interface WorkerOptions {
@@ -62,12 +64,6 @@ export class Worker extends Context.Service<Worker, {
     Layer.effect(Worker, make(options))
 }
 
-type Stop =
-  | { readonly _tag: "Cancel"; readonly reason: string }
-  | { readonly _tag: "Suspend"; readonly until: number | undefined }
-  | { readonly _tag: "Shutdown" }
-  | { readonly _tag: "Lost" }
-
 /**
  * A dispatched attempt: its fiber (interrupted to stop it; unset until the
  * fiber starts) and why it was stopped, if it was. A stop that arrives before
@@ -80,43 +76,6 @@ interface RunControl {
 
 /** Exchange statements a worker keeps in flight at most (see the exchange loop). */
 const exchanges = 2
-
-const millis = (input: Duration.Input | undefined, fallback: number) =>
-  input === undefined ? fallback : Duration.toMillis(input)
-
-const validate = (options: WorkerOptions) =>
-  Effect.gen(function*() {
-    const concurrency = options.concurrency ?? 10
-    if (!Number.isInteger(concurrency) || concurrency < 1) {
-      return yield* new InvalidConfig({ message: `Worker concurrency must be a positive integer, got ${concurrency}` })
-    }
-    const prefetch = options.prefetch ?? concurrency
-    if (!Number.isInteger(prefetch) || prefetch < 0) {
-      return yield* new InvalidConfig({ message: `Worker prefetch must be a non-negative integer, got ${prefetch}` })
-    }
-    const claimBatch = options.claimBatch ?? concurrency + prefetch
-    if (!Number.isInteger(claimBatch) || claimBatch < 1) {
-      return yield* new InvalidConfig({ message: `Worker claimBatch must be a positive integer, got ${claimBatch}` })
-    }
-    const leaseMillis = millis(options.leaseDuration, 30_000)
-    const heartbeatMillis = millis(options.heartbeatInterval, leaseMillis / 3)
-    if (!(leaseMillis > 0) || !(heartbeatMillis > 0) || heartbeatMillis >= leaseMillis) {
-      return yield* new InvalidConfig({
-        message: `Worker heartbeatInterval (${heartbeatMillis} ms) must be positive and shorter than leaseDuration (${leaseMillis} ms)`
-      })
-    }
-    return {
-      queue: options.queue ?? "default",
-      concurrency,
-      prefetch,
-      claimBatch,
-      leaseMillis,
-      heartbeatMillis,
-      pollMillis: millis(options.pollInterval, 2_000),
-      graceMillis: millis(options.shutdownGrace, 10_000),
-      inlineSleepMillis: millis(options.inlineSleep, 1_000)
-    }
-  })
 
 const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidConfig, Store | Registry | Scope.Scope> =>
   Effect.gen(function*() {
@@ -228,51 +187,6 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     )).submit
 
     // --- one attempt -------------------------------------------------------
-    /** The outcome of an attempt, computed synchronously (encoding needs no services). */
-    const outcomeOf = (
-      claimed: ClaimedExecution,
-      task: AnyTask,
-      exit: Exit.Exit<unknown, unknown>,
-      stopped: Stop | undefined
-    ): AttemptOutcome | undefined => {
-      const id = claimed.id
-      // A handler that finished before a suspend or shutdown could stop it keeps its result.
-      const settledFirst = Exit.isSuccess(exit) && (stopped?._tag === "Suspend" || stopped?._tag === "Shutdown")
-      if (stopped !== undefined && !settledFirst) {
-        switch (stopped._tag) {
-          case "Lost":
-            return undefined
-          case "Cancel":
-            return { _tag: "Cancelled", id, reason: stopped.reason }
-          case "Suspend":
-            return { _tag: "Suspended", id, until: stopped.until }
-          case "Shutdown":
-            return { _tag: "Released", id }
-        }
-      }
-      const retry = claimed.attempt < claimed.maxAttempts
-        ? retryDelayMillis(task, claimed.attempt, Math.random())
-        : undefined
-      if (Exit.isSuccess(exit)) {
-        const encoded = encodeJsonExit(task.codecs.success, exit.value)
-        if (Exit.isSuccess(encoded)) return { _tag: "Completed", id, result: encoded.value }
-        return {
-          _tag: "Failed",
-          id,
-          error: { _tag: "Defect", message: `The handler's result does not match the success schema of ${task.name}: ${Cause.pretty(encoded.cause)}` },
-          retryDelayMillis: retry
-        }
-      }
-      const failure = exit.cause.reasons.find((reason) => reason._tag === "Fail")
-      if (failure !== undefined) {
-        const encoded = encodeJsonExit(task.codecs.error, failure.error)
-        if (Exit.isSuccess(encoded)) {
-          return { _tag: "Failed", id, error: { _tag: "Typed", value: encoded.value }, retryDelayMillis: retry }
-        }
-      }
-      return { _tag: "Failed", id, error: { _tag: "Defect", message: Cause.pretty(exit.cause) }, retryDelayMillis: retry }
-    }
-
     /** The effect of one attempt: the handler with Execution provided, under the task's timeout. */
     const attempt = (claimed: ClaimedExecution, task: AnyTask, payload: unknown, onAbort: (abort: AbortController) => void) => {
       let abort: AbortController | undefined
