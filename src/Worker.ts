@@ -335,8 +335,6 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     const capacity = config.concurrency + config.prefetch
     /** Outcomes waiting that make dispatch yield to the exchange loops (see dispatch). */
     const flushAt = Math.max(1, Math.ceil(Math.min(capacity, config.claimBatch) / 2))
-    /** The smallest claim sent beside another statement in flight. */
-    const minimumClaim = Math.max(1, Math.floor(Math.min(capacity, config.claimBatch) / 4))
     /**
      * Set by anything that may mean claimable work; cleared by a claim that
      * came back short, unless more was announced while that claim ran.
@@ -348,16 +346,15 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       wantedSeq++
       Queue.offerUnsafe(wakeups, undefined)
     }
-    /** Exchange statements in flight, and how many executions their claims may take. */
-    let inFlight = 0
-    let claiming = 0
+    /** A claim is in flight: claims go one at a time, so they come back in claim order. */
+    let claiming = false
     /**
      * The exchange loop: one statement per turn writes every outcome waiting
-     * (group commit) and, when there is room and work may be waiting, claims
-     * the next batch in the same transaction. `exchanges` copies of it run, so
-     * a statement can be in flight while the worker runs the previous batch
-     * and the next one is already on its way: Postgres and the handlers work
-     * at the same time instead of taking turns.
+     * (group commit) and, when there is room, work may be waiting and no other
+     * claim is in flight, claims the next batch in the same transaction.
+     * `exchanges` copies of it run, so a statement can be in flight while the
+     * worker runs the previous batch and the next one is already on its way:
+     * Postgres and the handlers work at the same time instead of taking turns.
      */
     const exchangeLoop = Effect.gen(function*() {
       while (true) {
@@ -367,17 +364,14 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         if (outcomes.length > 0) yield* Effect.yieldNow
         while (true) {
           const batch = outcomes.splice(0, 1000)
-          const room = capacity - (config.concurrency - free) - buffered.length - claiming
+          const room = capacity - (config.concurrency - free) - buffered.length
           const limit = Math.min(room, config.claimBatch)
-          // Beside another statement, a claim waits until it is worth a round trip.
-          const worthIt = inFlight === 0 || limit >= minimumClaim
-          const tasks = stopping || !wanted || !worthIt || limit <= 0 ? [] : registry.tasksOfQueue(queue)
+          const tasks = stopping || !wanted || claiming || limit <= 0 ? [] : registry.tasksOfQueue(queue)
           if (batch.length === 0 && tasks.length === 0) break
           const claimNext = tasks.length === 0 ? undefined : { queue, tasks, limit, leaseMillis: config.leaseMillis }
           const seq = wantedSeq
           const written = batch.map(([outcome]) => outcome)
-          inFlight++
-          if (claimNext !== undefined) claiming += limit
+          if (claimNext !== undefined) claiming = true
           const claimed = yield* store.finish(workerId, written, claimNext).pipe(
             Effect.catch((error) =>
               batch.length === 0
@@ -388,11 +382,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
                   Effect.retry(retryWrites),
                   Effect.catch((error) => Effect.as(warn(`writing ${batch.length} outcome(s)`)(error), []))
                 )
-            ),
-            Effect.ensuring(Effect.sync(() => {
-              inFlight--
-              if (claimNext !== undefined) claiming -= limit
-            }))
+            )
           )
           for (const [, onDone] of batch) onDone()
           if (claimNext !== undefined) {
@@ -406,6 +396,8 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
             if (stopping) offerOutcome({ _tag: "Released", id: execution.id }, () => release(execution.id))
             else buffered.push(execution)
           }
+          // Cleared once its executions are in the buffer, where the next claim counts them.
+          if (claimNext !== undefined) claiming = false
           yield* dispatch
         }
       }

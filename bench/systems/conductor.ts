@@ -20,7 +20,7 @@ const adapter: QueueAdapter = {
     worker: `Worker.layer({ concurrency: ${concurrency}, prefetch: ${prefetch}, claimBatch: ${claimBatch} }) in one process, PgClient pool of 8`,
     insert: "conductor.invokeMany (one statement per 10k payloads); single invocation: conductor.invoke",
     store: "PgStore, schema conductor; finished executions kept (moved to finished_executions)",
-    w3: "one worker process: a task with 10 Durable.step calls, 500 invoked at once, worker concurrency = in-flight (24)"
+    w3: "one worker process: a task with 10 Durable.step calls, 500 invoked at once, worker concurrency = in-flight (24), prefetch 24 (claimed, not started)"
   }),
   worker: (mode) => ({
     module: here("../workers/conductor.ts"),

@@ -20,7 +20,8 @@ const factory: WorkerFactory = async ({ dbUrl, options }) => {
   // The stack and an idle worker are up before "go" (not timed); nothing is invoked yet.
   const context = await Effect.runPromise(
     Layer.buildWithScope(
-      Worker.Worker.layer({ concurrency: inFlight, prefetch: 0 }).pipe(
+      // 24 handlers run at once; the next 24 executions wait claimed (not started), as W1 prefetches.
+      Worker.Worker.layer({ concurrency: inFlight, prefetch: inFlight }).pipe(
         Layer.provide(StepsLive),
         Layer.provideMerge(stack(dbUrl, 8))
       ),

@@ -357,16 +357,20 @@ export const queries = (S: string) => ({
       SELECT execution_id, name, kind, value, error, attempt FROM owned
       ON CONFLICT DO NOTHING
       RETURNING execution_id, name, kind, value, error, attempt, recorded_at
+    ),
+    -- Only rows that lost to an earlier writer read the stored one back (the
+    -- usual batch has none, and then costs no lookup).
+    lost AS MATERIALIZED (
+      SELECT o.execution_id, o.name FROM owned o
+      WHERE NOT EXISTS (SELECT 1 FROM inserted i WHERE i.execution_id = o.execution_id AND i.name = o.name)
     )
-    SELECT o.execution_id, o.name,
-           COALESCE(i.kind, s.kind) AS kind,
-           CASE WHEN i.name IS NOT NULL THEN i.value ELSE s.value END AS value,
-           CASE WHEN i.name IS NOT NULL THEN i.error ELSE s.error END AS error,
-           COALESCE(i.attempt, s.attempt) AS attempt,
-           (extract(epoch FROM COALESCE(i.recorded_at, s.recorded_at)) * 1000)::float8 AS recorded_ms
-    FROM owned o
-    LEFT JOIN inserted i ON i.execution_id = o.execution_id AND i.name = o.name
-    LEFT JOIN ${S}.steps s ON i.name IS NULL AND s.execution_id = o.execution_id AND s.name = o.name`,
+    SELECT i.execution_id, i.name, i.kind, i.value, i.error, i.attempt,
+           (extract(epoch FROM i.recorded_at) * 1000)::float8 AS recorded_ms
+    FROM inserted i
+    UNION ALL
+    SELECT s.execution_id, s.name, s.kind, s.value, s.error, s.attempt,
+           (extract(epoch FROM s.recorded_at) * 1000)::float8 AS recorded_ms
+    FROM lost l JOIN ${S}.steps s ON s.execution_id = l.execution_id AND s.name = l.name`,
 
   /**
    * Starts children once per (parent, step name): the step row is the
