@@ -178,7 +178,6 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     const recordStep = (yield* makeBatcher(
       (items: ReadonlyArray<{ readonly executionId: string; readonly record: Omit<StepRecord, "recordedAt"> }>) =>
         store.recordSteps(workerId, items),
-      // Handlers awaiting their steps split into two groups that take turns.
       { maxBatch: 500 }
     )).submit
     const startChild = (yield* makeBatcher(

@@ -13,7 +13,7 @@ const finishedColumns =
   "id, task, queue, status, priority, payload, result, error, attempts, max_attempts, dedupe_key, parent_id, parent_step, created_at, started_at"
 
 /**
- * Tells result waiters which executions in CTE \`moved\` finished: \`f:\` and up
+ * Tells result waiters which executions in CTE `moved` finished: `f:` and up
  * to 190 ids per notification (a payload must stay under 8000 bytes).
  */
 const notifyFinished = `SELECT pg_notify($6, 'f:' || string_agg(id::text, ','))
@@ -68,7 +68,7 @@ const finishCtes = (S: string) => `
       RETURNING id, parent_id
     ), ${wakeParents(S)},
     -- Signals go out with the commit, from inside the statement: no extra round
-    -- trip, and one notification per batch (not per row).
+    -- trip, and one notification per 190 finished ids (not per row).
     signalled AS (
       ${notifyFinished}
       UNION ALL
