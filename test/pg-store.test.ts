@@ -188,6 +188,31 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
       assert.deepStrictEqual((yield* store.steps(row!.id)).map((s) => s.value), [1])
     }))
 
+  it.effect("a claim commits without waiting for its WAL flush; its connection flushes again afterwards", () =>
+    Effect.gen(function*() {
+      const { url } = yield* TestDatabase
+      // Every connection of this client flushes at commit, whatever the test server's default.
+      const client = PgClient.layer({ url: Redacted.make(url), maxConnections: 2, startupParameters: { synchronous_commit: "on" } })
+      yield* Effect.gen(function*() {
+        const store = yield* Store
+        const sql = yield* SqlClient.SqlClient
+        const setting = Effect.map(sql<{ s: string }>`SELECT current_setting('synchronous_commit') AS s`, (rows) => rows[0]!.s)
+        const worker = "00000000-0000-4000-8000-00000000000e"
+        const claim = store.claim({ queue: "relaxed", tasks: ["job"], limit: 1, workerId: worker, leaseMillis: 30_000 })
+        yield* store.insert([1, 2].map(() => ({ id: crypto.randomUUID(), task: "job", queue: "relaxed", payload: {}, priority: 0, maxAttempts: 3 })))
+        // Inside a transaction, to see the setting the claim leaves for its commit.
+        const inside = yield* sql.withTransaction(Effect.gen(function*() {
+          assert.strictEqual(yield* setting, "on")
+          assert.strictEqual((yield* claim).length, 1)
+          return yield* setting
+        }))
+        assert.strictEqual(inside, "off")
+        // Autocommitted, as workers claim: the setting ends with the claim's own transaction.
+        assert.strictEqual((yield* claim).length, 1)
+        assert.deepStrictEqual(yield* Effect.all([setting, setting, setting], { concurrency: 2 }), ["on", "on", "on"])
+      }).pipe(Effect.provide(PgStore.layer({ migrate: false }).pipe(Layer.provideMerge(client))))
+    }))
+
   it.effect("finishing a batch tells result waiters which ids finished, in notifications that fit", () =>
     Effect.gen(function*() {
       const store = yield* Store

@@ -114,13 +114,21 @@ export const queries = (S: string) => ({
    * Claims a batch: the partial claim index holds only 'pending' rows in claim
    * order, so `claimable` (migrations/0002) reads `limit` index entries; SKIP
    * LOCKED lets concurrent claimers take disjoint batches without waiting on
-   * each other. `fresh`: started by this very claim (started_at is only set
+   * each other. Its commit does not wait for the WAL flush: if the server
+   * crashed before the flush, the claim would be lost and the execution run
+   * again without that attempt counted, which at-least-once allows; anything
+   * durable the handler writes is committed with a flush, which covers the
+   * claim's earlier WAL too. An idle worker starts a new execution a flush
+   * sooner. `fresh`: started by this very claim (started_at is only set
    * by a first claim, to the claiming transaction's now()), so no step was
    * recorded yet and the worker need not read them.
    */
   claim: `
-    WITH picked AS (
-      SELECT id FROM ${S}.claimable($1, $2::text[], $3) AS id
+    WITH relaxed AS MATERIALIZED (
+      -- This commit does not wait for its WAL flush (see above).
+      SELECT set_config('synchronous_commit', 'off', true) AS setting
+    ), picked AS (
+      SELECT id FROM relaxed, ${S}.claimable($1, $2::text[], $3) AS id
     )
     UPDATE ${S}.executions e
     SET status = 'running', attempts = e.attempts + 1, lease_owner = $4,
