@@ -131,10 +131,7 @@ export const make = <
       Layer.effectDiscard(Effect.gen(function*() {
         const registry = yield* Registry
         const context = yield* Effect.context<never>()
-        yield* registry.register({
-          task: task as unknown as AnyTask,
-          run: (payload) => Effect.provideContext(handler(payload), context as never) as never
-        })
+        yield* registry.register({ task: task as unknown as AnyTask, handler: handler as never, context })
       })) as never
   }
   return task

@@ -9,9 +9,9 @@ import { AttemptTimedOut, InvalidConfig, type StoreError } from "./Errors.ts"
 import { Execution } from "./Execution.ts"
 import { makeBatcher } from "./internal/Batcher.ts"
 import { decodeJsonExit } from "./internal/codec.ts"
-import { makeInterpreter } from "./internal/Interpreter.ts"
+import { type Interpreter, makeInterpreter } from "./internal/Interpreter.ts"
 import { warn } from "./internal/log.ts"
-import { Registry } from "./internal/Registry.ts"
+import { type RegisteredHandler, Registry } from "./internal/Registry.ts"
 import type { AttemptOutcome, ChildRecord, ClaimedExecution, NewChild, StepRecord } from "./internal/Store.ts"
 import { Store } from "./internal/Store.ts"
 import { uuid } from "./internal/uuid.ts"
@@ -72,6 +72,47 @@ export class Worker extends Context.Service<Worker, {
 interface RunControl {
   stop: Stop | undefined
   fiber: Fiber.Fiber<unknown, unknown> | undefined
+}
+
+/**
+ * The `Execution` service of one attempt. Its abort signal and interpreter are
+ * created on first use: most handlers never look at them.
+ */
+class AttemptExecution implements Context.Service.Shape<typeof Execution> {
+  readonly id: string
+  readonly task: string
+  readonly attempt: number
+  readonly maxAttempts: number
+  readonly parentId: string | undefined
+  private abort: AbortController | undefined
+  private interpreter: Interpreter | undefined
+  private readonly claimed: ClaimedExecution
+  private readonly onAbort: (abort: AbortController) => void
+  private readonly makeOps: (claimed: ClaimedExecution) => Interpreter
+  constructor(
+    claimed: ClaimedExecution,
+    onAbort: (abort: AbortController) => void,
+    makeOps: (claimed: ClaimedExecution) => Interpreter
+  ) {
+    this.claimed = claimed
+    this.onAbort = onAbort
+    this.makeOps = makeOps
+    this.id = claimed.id
+    this.task = claimed.task
+    this.attempt = claimed.attempt
+    this.maxAttempts = claimed.maxAttempts
+    this.parentId = claimed.parentId
+  }
+  get signal(): AbortSignal {
+    if (this.abort === undefined) {
+      this.abort = new AbortController()
+      this.onAbort(this.abort)
+    }
+    return this.abort.signal
+  }
+  get ops(): Interpreter {
+    return this.interpreter ??= this.makeOps(this.claimed)
+  }
 }
 
 /** Exchange statements a worker keeps in flight at most (see the exchange loop). */
@@ -186,43 +227,41 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     )).submit
 
     // --- one attempt -------------------------------------------------------
-    /** The effect of one attempt: the handler with Execution provided, under the task's timeout. */
+    /** The interpreter of one attempt's durable operations. */
+    const interpreterFor = (claimed: ClaimedExecution) =>
+      makeInterpreter({
+        executionId: claimed.id,
+        attempt: claimed.attempt,
+        fresh: claimed.fresh,
+        store,
+        recordStep: (record) => recordStep({ executionId: claimed.id, record }),
+        startChild: (child): Effect.Effect<ChildRecord | undefined, StoreError> => startChild(child),
+        now: storeNow,
+        inlineSleepMillis: config.inlineSleepMillis,
+        suspend: (until) => stop(claimed.id, { _tag: "Suspend", until }),
+        leaseLost: Effect.andThen(stop(claimed.id, { _tag: "Lost" }), Effect.never)
+      })
+    /**
+     * The services a handler runs with: this worker's, then those of the layer
+     * that registered it. Merged once per registration, so an attempt only adds
+     * its `Execution` on top.
+     */
+    const workerContext = yield* Effect.context<never>()
+    const handlerContexts = new WeakMap<RegisteredHandler, Context.Context<never>>()
+    const contextOf = (handler: RegisteredHandler) => {
+      let context = handlerContexts.get(handler)
+      if (context === undefined) {
+        context = Context.merge(workerContext, handler.context)
+        handlerContexts.set(handler, context)
+      }
+      return context
+    }
+
+    /** The effect of one attempt: the handler with its services and Execution, under the task's timeout. */
     const attempt = (claimed: ClaimedExecution, task: AnyTask, payload: unknown, onAbort: (abort: AbortController) => void) => {
-      let abort: AbortController | undefined
-      let ops: ReturnType<typeof makeInterpreter> | undefined
-      let effect = Effect.provideService(
-        registry.get(claimed.task)!.run(payload),
-        Execution,
-        Execution.of({
-          id: claimed.id,
-          task: claimed.task,
-          attempt: claimed.attempt,
-          maxAttempts: claimed.maxAttempts,
-          parentId: claimed.parentId,
-          // Both created on first use: most handlers never look at them.
-          get signal() {
-            if (abort === undefined) {
-              abort = new AbortController()
-              onAbort(abort)
-            }
-            return abort.signal
-          },
-          get ops() {
-            return ops ??= makeInterpreter({
-              executionId: claimed.id,
-              attempt: claimed.attempt,
-              fresh: claimed.fresh,
-              store,
-              recordStep: (record) => recordStep({ executionId: claimed.id, record }),
-              startChild: (child): Effect.Effect<ChildRecord | undefined, StoreError> => startChild(child),
-              now: storeNow,
-              inlineSleepMillis: config.inlineSleepMillis,
-              suspend: (until) => stop(claimed.id, { _tag: "Suspend", until }),
-              leaseLost: Effect.andThen(stop(claimed.id, { _tag: "Lost" }), Effect.never)
-            })
-          }
-        })
-      )
+      const handler = registry.get(claimed.task)!
+      const context = Context.add(contextOf(handler), Execution, new AttemptExecution(claimed, onAbort, interpreterFor))
+      let effect = Effect.updateContext(handler.handler(payload), (_: Context.Context<never>) => context)
       if (task.timeout !== undefined) {
         const timeoutMillis = Duration.toMillis(task.timeout)
         effect = Effect.timeoutOrElse(effect, {

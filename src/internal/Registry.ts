@@ -1,11 +1,12 @@
 import { Context, Effect, Layer } from "effect"
 import type { AnyTask } from "../Task.ts"
 
-/** A registered handler: the task's contract plus the Effect that runs one attempt. */
+/** A registered handler: the task's contract, the handler, and the services of the layer that registered it. */
 export interface RegisteredHandler {
   readonly task: AnyTask
-  /** Runs one attempt with the decoded payload; services of the registering layer are already provided. */
-  readonly run: (payload: unknown) => Effect.Effect<unknown, unknown, import("../Execution.ts").Execution>
+  /** One attempt with the decoded payload; it needs `context` (and `Execution`) provided. */
+  readonly handler: (payload: unknown) => Effect.Effect<unknown, unknown, any>
+  readonly context: Context.Context<never>
 }
 
 /**
