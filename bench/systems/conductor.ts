@@ -10,8 +10,8 @@ import type { BenchSystem } from "./types.ts"
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url))
 const concurrency = Number(process.env.BENCH_CONDUCTOR_CONCURRENCY ?? 24)
-const prefetch = Number(process.env.BENCH_CONDUCTOR_PREFETCH ?? 376)
-const claimBatch = Number(process.env.BENCH_CONDUCTOR_CLAIM_BATCH ?? 400)
+const prefetch = Number(process.env.BENCH_CONDUCTOR_PREFETCH ?? 776)
+const claimBatch = Number(process.env.BENCH_CONDUCTOR_CLAIM_BATCH ?? 800)
 const workerOptions = { concurrency, prefetch, claimBatch, maxConnections: 8 }
 
 const adapter: QueueAdapter = {
