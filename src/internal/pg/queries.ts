@@ -20,6 +20,21 @@ const notifyFinished = `SELECT pg_notify($6, 'f:' || string_agg(id::text, ','))
       FROM (SELECT id, (row_number() OVER () - 1) / 190 AS chunk FROM moved) AS m GROUP BY chunk`
 
 /**
+ * Leases the rows of CTE `picked` to worker `owner` for `leaseMs` and counts
+ * their attempt. `fresh`: started by this very claim (started_at is only set by
+ * a first claim, to the claiming transaction's now()), so no step was recorded
+ * yet and the worker need not read them.
+ */
+const leasePicked = (S: string, owner: string, leaseMs: string) => `
+    UPDATE ${S}.executions e
+    SET status = 'running', attempts = e.attempts + 1, lease_owner = ${owner},
+        lease_expires_at = now() + ${leaseMs} * interval '1 millisecond',
+        started_at = COALESCE(e.started_at, now()), wake = false, updated_at = now()
+    WHERE e.id = ANY (ARRAY(SELECT id FROM picked))
+    RETURNING e.id, e.task, e.queue, e.payload, e.attempts, e.max_attempts, e.parent_id,
+              (e.started_at = now()) AS fresh`
+
+/**
  * Wakes the parents of the executions in CTE `moved` (which must return
  * parent_id): each gets `wake = true` (a suspend that races with this finds it
  * and stays runnable), and a parent already waiting becomes pending.
@@ -119,9 +134,7 @@ export const queries = (S: string) => ({
    * again without that attempt counted, which at-least-once allows; anything
    * durable the handler writes is committed with a flush, which covers the
    * claim's earlier WAL too. An idle worker starts a new execution a flush
-   * sooner. `fresh`: started by this very claim (started_at is only set
-   * by a first claim, to the claiming transaction's now()), so no step was
-   * recorded yet and the worker need not read them.
+   * sooner.
    */
   claim: `
     WITH relaxed AS MATERIALIZED (
@@ -130,13 +143,7 @@ export const queries = (S: string) => ({
     ), picked AS (
       SELECT id FROM relaxed, ${S}.claimable($1, $2::text[], $3) AS id
     )
-    UPDATE ${S}.executions e
-    SET status = 'running', attempts = e.attempts + 1, lease_owner = $4,
-        lease_expires_at = now() + $5 * interval '1 millisecond',
-        started_at = COALESCE(e.started_at, now()), wake = false, updated_at = now()
-    WHERE e.id = ANY (ARRAY(SELECT id FROM picked))
-    RETURNING e.id, e.task, e.queue, e.payload, e.attempts, e.max_attempts, e.parent_id,
-                (e.started_at = now()) AS fresh`,
+    ${leasePicked(S, "$4", "$5")}`,
 
   /** Finishes a batch for good; see finishCtes. */
   finish: `
@@ -156,13 +163,7 @@ export const queries = (S: string) => ({
     picked AS (
       SELECT id FROM ${S}.claimable($7, $8::text[], $9) AS id
     ), claimed AS (
-      UPDATE ${S}.executions e
-      SET status = 'running', attempts = e.attempts + 1, lease_owner = $1,
-          lease_expires_at = now() + $10 * interval '1 millisecond',
-          started_at = COALESCE(e.started_at, now()), wake = false, updated_at = now()
-      WHERE e.id = ANY (ARRAY(SELECT id FROM picked))
-      RETURNING e.id, e.task, e.queue, e.payload, e.attempts, e.max_attempts, e.parent_id,
-                (e.started_at = now()) AS fresh
+      ${leasePicked(S, "$1", "$10")}
     )
     SELECT c.*, s.signals FROM (SELECT count(*)::int AS signals FROM signalled) AS s LEFT JOIN claimed c ON true`,
 
