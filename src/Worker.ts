@@ -3,7 +3,7 @@
  *
  * @since 0.1.0
  */
-import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Fiber, FiberSet, Layer, PubSub, Queue, Schedule } from "effect"
+import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, PubSub, Queue, Schedule } from "effect"
 import type { Scope } from "effect"
 import { AttemptTimedOut, InvalidConfig, type StoreError } from "./Errors.ts"
 import { Execution } from "./Execution.ts"
@@ -17,7 +17,6 @@ import { Store } from "./internal/Store.ts"
 import { uuid } from "./internal/uuid.ts"
 import { validate } from "./internal/worker/config.ts"
 import { outcomeOf, type Stop } from "./internal/worker/outcome.ts"
-import type { AnyTask } from "./Task.ts"
 
 /** Settings of one worker. */
 export interface WorkerOptions {
@@ -257,11 +256,10 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       return context
     }
 
-    /** The effect of one attempt: the handler with its services and Execution, under the task's timeout. */
-    const attempt = (claimed: ClaimedExecution, task: AnyTask, payload: unknown, onAbort: (abort: AbortController) => void) => {
-      const handler = registry.get(claimed.task)!
-      const context = Context.add(contextOf(handler), Execution, new AttemptExecution(claimed, onAbort, interpreterFor))
-      let effect = Effect.updateContext(handler.handler(payload), (_: Context.Context<never>) => context)
+    /** The handler's effect for one attempt, under the task's timeout. */
+    const attempt = (claimed: ClaimedExecution, registered: RegisteredHandler, payload: unknown) => {
+      const task = registered.task
+      let effect = registered.handler(payload)
       if (task.timeout !== undefined) {
         const timeoutMillis = Duration.toMillis(task.timeout)
         effect = Effect.timeoutOrElse(effect, {
@@ -283,10 +281,15 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
      * computed and handed to the exchange loop. The slot is freed as soon as the
      * handler ends; the lease is dropped once the outcome is committed.
      */
-    const execute = (claimed: ClaimedExecution, control: RunControl) =>
+    const execute = (
+      claimed: ClaimedExecution,
+      registered: RegisteredHandler,
+      control: RunControl,
+      abortOf: () => AbortController | undefined
+    ) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.withFiber((fiber) => {
-          const task = registry.get(claimed.task)!.task
+          const task = registered.task
           control.fiber = fiber
           // Stopped between dispatch and start: the handler never runs.
           if (control.stop !== undefined) return settle(claimed, outcomeOf(claimed, task, Exit.interrupt(), control.stop))
@@ -303,16 +306,31 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
               retryDelayMillis: undefined
             })
           }
-          let abort: AbortController | undefined
-          return Effect.flatMap(
-            Effect.exit(restore(attempt(claimed, task, decoded.value, (a) => (abort = a)))),
-            (exit) => {
-              abort?.abort()
-              return settle(claimed, outcomeOf(claimed, task, exit, control.stop))
-            }
-          )
+          return Effect.flatMap(Effect.exit(restore(attempt(claimed, registered, decoded.value))), (exit) => {
+            abortOf()?.abort()
+            return settle(claimed, outcomeOf(claimed, task, exit, control.stop))
+          })
         })
       )
+
+    /**
+     * Starts one attempt in a fiber of its own whose services are the
+     * handler's plus the attempt's `Execution`. Attempts are tracked in `runs`
+     * (a stop interrupts the fiber; shutdown waits for `runs` to empty), so no
+     * fiber set is needed. `later`: start on the next tick instead of now.
+     */
+    const start = (claimed: ClaimedExecution, later: boolean) => {
+      // In `runs` from now on, so stops and shutdown see it before its fiber starts.
+      const control: RunControl = { stop: undefined, fiber: undefined }
+      runs.set(claimed.id, control)
+      const registered = registry.get(claimed.task)!
+      let abort: AbortController | undefined
+      const execution = new AttemptExecution(claimed, (a) => (abort = a), interpreterFor)
+      const effect = execute(claimed, registered, control, () => abort)
+      Effect.runForkWith(Context.add(contextOf(registered), Execution, execution))(
+        later ? Effect.andThen(Effect.yieldNow, effect) : effect
+      )
+    }
 
     /** After the handler: free the slot, start what waits for it, hand the outcome to the exchange loop. */
     const settle = (claimed: ClaimedExecution, outcome: AttemptOutcome | undefined): Effect.Effect<void> => {
@@ -343,32 +361,17 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     const runsEnded = yield* Deferred.make<void>()
 
     // --- claiming ----------------------------------------------------------
-    const fibers = yield* FiberSet.make<unknown, unknown>()
     /** Starts buffered executions while slots are free. */
-    const dispatch: Effect.Effect<void> = Effect.suspend(() => {
-      if (free === 0 || buffered.length === 0 || stopping) return Effect.void
-      const starting: Array<ClaimedExecution> = []
-      while (free > 0 && buffered.length > 0 && !stopping) {
-        free--
-        starting.push(buffered.shift()!)
-      }
+    const dispatch: Effect.Effect<void> = Effect.sync(() => {
       // A handler that finishes at once starts the next one from its own
       // fiber, so a whole buffer can run in one synchronous stretch. Once half
       // a batch of outcomes waits, new fibers start on the next tick instead:
       // an exchange loop gets to send those outcomes (and claim more) while
       // the rest of the buffer runs.
-      return starting.length === 0
-        ? Effect.void
-        : Effect.forEach(
-          starting,
-          (execution) => {
-            // In `runs` from now on, so stops and shutdown see it before its fiber starts.
-            const control: RunControl = { stop: undefined, fiber: undefined }
-            runs.set(execution.id, control)
-            return FiberSet.run(fibers, execute(execution, control), { startImmediately: outcomes.length < flushAt })
-          },
-          { discard: true }
-        )
+      while (free > 0 && buffered.length > 0 && !stopping) {
+        free--
+        start(buffered.shift()!, outcomes.length >= flushAt)
+      }
     })
     const capacity = config.concurrency + config.prefetch
     /** Outcomes waiting that make dispatch yield to the exchange loops (see dispatch). */

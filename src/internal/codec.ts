@@ -1,15 +1,39 @@
-import { Cause, Effect, Schema } from "effect"
+import { Cause, Effect, Exit, Schema } from "effect"
 import type { AnySchema } from "../Task.ts"
 
+type Parser = (input: unknown) => Effect.Effect<unknown, Schema.SchemaError>
+
+/**
+ * Parsers built once per schema. `Schema.decodeUnknownEffect(codec)` builds
+ * a parser on every call, and the `Exit` variants run each parse in a fiber of
+ * its own; these are built once and return the parse's `Exit` directly.
+ */
+const decoders = new WeakMap<AnySchema, Parser>()
+const encoders = new WeakMap<AnySchema, Parser>()
+const decoderOf = (codec: AnySchema): Parser => {
+  let parser = decoders.get(codec)
+  if (parser === undefined) decoders.set(codec, parser = Schema.decodeUnknownEffect(codec) as Parser)
+  return parser
+}
+const encoderOf = (codec: AnySchema): Parser => {
+  let parser = encoders.get(codec)
+  if (parser === undefined) encoders.set(codec, parser = Schema.encodeUnknownEffect(codec) as Parser)
+  return parser
+}
+
+/** A parse that finished synchronously is already its `Exit`; only one that did not needs a fiber. */
+const exitOf = <A, E>(effect: Effect.Effect<A, E>): Exit.Exit<A, E> =>
+  Exit.isExit(effect) ? (effect as Exit.Exit<A, E>) : Effect.runSyncExit(effect)
+
 /** Encodes a value to JSON with a schema's JSON codec (validating it on the way). */
-export const encodeJson = (codec: AnySchema, value: unknown) => Schema.encodeUnknownEffect(codec)(value)
+export const encodeJson = (codec: AnySchema, value: unknown) => encoderOf(codec)(value)
 
 /** Decodes stored JSON with a schema's JSON codec. */
-export const decodeJson = (codec: AnySchema, value: unknown) => Schema.decodeUnknownEffect(codec)(value)
+export const decodeJson = (codec: AnySchema, value: unknown) => decoderOf(codec)(value)
 
 /** Synchronous variants for the worker's hot path (contract schemas need no services). */
-export const encodeJsonExit = (codec: AnySchema, value: unknown) => Schema.encodeUnknownExit(codec)(value)
-export const decodeJsonExit = (codec: AnySchema, value: unknown) => Schema.decodeUnknownExit(codec)(value)
+export const encodeJsonExit = (codec: AnySchema, value: unknown) => exitOf(encoderOf(codec)(value))
+export const decodeJsonExit = (codec: AnySchema, value: unknown) => exitOf(decoderOf(codec)(value))
 
 /** A readable one-line-plus-stack description of a cause, for stored defects. */
 export const describeCause = (cause: Cause.Cause<unknown>): string => Cause.pretty(cause)
