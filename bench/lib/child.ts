@@ -51,7 +51,12 @@ export interface WorkerHandle {
 
 export type SpawnWorker = (spec: WorkerSpec) => Promise<WorkerHandle>
 
-const HOST = fileURLToPath(new URL("./worker-host.ts", import.meta.url))
+// Worker processes run the JavaScript of lib/ and workers/ that `npm run bench`
+// compiles to build/ (tsconfig.build.json), so they load no TypeScript stripper.
+const HOST = fileURLToPath(new URL("../build/lib/worker-host.js", import.meta.url))
+
+/** The compiled worker module `workers/<name>.ts` (see HOST). */
+export const workerModule = (name: string) => fileURLToPath(new URL(`../build/workers/${name}.js`, import.meta.url))
 
 export const makeSpawner = (node: string, onSpawn: (h: WorkerHandle) => void): SpawnWorker => (spec) =>
   new Promise((resolve, reject) => {

@@ -2,7 +2,7 @@
 // Postgres store (schema "conductor"), the client, and optionally a worker.
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, ManagedRuntime, Redacted, Schema } from "effect"
-import { Conductor, PgStore, Task } from "../../dist/index.js"
+import { Conductor, PgStore, Task } from "effect-conductor"
 
 /** The no-op task of W1/W2/W4/W5: the payload is the harness's, passed through. */
 export const Noop = Task.make("noop", {

@@ -2,13 +2,12 @@
 // shared steps harness. Invocations go through the public client API
 // (invokeMany for bulk inserts, invoke for single ones); workers are the
 // library's Worker layer in child processes.
-import { fileURLToPath } from "node:url"
 import { queueSystem, type QueueAdapter } from "../lib/queue.ts"
 import { runSteps } from "../lib/steps.ts"
 import { clientRuntime, Noop } from "../lib/conductor.ts"
+import { workerModule } from "../lib/child.ts"
 import type { BenchSystem } from "./types.ts"
 
-const here = (p: string) => fileURLToPath(new URL(p, import.meta.url))
 const concurrency = Number(process.env.BENCH_CONDUCTOR_CONCURRENCY ?? 24)
 const prefetch = Number(process.env.BENCH_CONDUCTOR_PREFETCH ?? 776)
 const claimBatch = Number(process.env.BENCH_CONDUCTOR_CLAIM_BATCH ?? 800)
@@ -23,7 +22,7 @@ const adapter: QueueAdapter = {
     w3: "one worker process: a task with 10 Durable.step calls, 500 invoked at once, worker concurrency = in-flight (24), prefetch 24 (claimed, not started)"
   }),
   worker: (mode) => ({
-    module: here("../workers/conductor.ts"),
+    module: workerModule("conductor"),
     options: mode === "latency" ? { ...workerOptions, prefetch: 0 } : workerOptions
   }),
   setup: async (dbUrl) => {
@@ -67,7 +66,7 @@ const base = queueSystem(adapter)
 export const conductor: BenchSystem = {
   ...base,
   w3: (ctx, p) =>
-    runSteps(ctx, p, { module: here("../workers/conductor-steps.ts") }, async (dbUrl) => {
+    runSteps(ctx, p, { module: workerModule("conductor-steps") }, async (dbUrl) => {
       const { runtime } = await clientRuntime(dbUrl)
       await runtime.dispose()
     })

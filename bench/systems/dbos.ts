@@ -1,9 +1,8 @@
-import { fileURLToPath } from "node:url"
 import { runSteps } from "../lib/steps.ts"
 import { installedVersion } from "../lib/versions.ts"
+import { workerModule } from "../lib/child.ts"
 import type { BenchSystem } from "./types.ts"
 
-const here = (p: string) => fileURLToPath(new URL(p, import.meta.url))
 // DBOS defaults apart from quiet logs; its system database is the run's fresh database.
 const CONFIG = { logLevel: "error" }
 
@@ -16,7 +15,7 @@ export const dbos: BenchSystem = {
     workflow: "DBOS.registerWorkflow(async (id) => { 10 x await DBOS.runStep(async () => s, { name }) }); workflows called directly, 24 in flight"
   }),
   w3: (ctx, p) => runSteps(ctx, p, {
-      module: here("../workers/dbos.ts"),
+      module: workerModule("dbos"),
       options: { config: CONFIG },
       execArgv: ["--no-deprecation"] // DBOS 5.3 trips pg 8's "client.query() while busy" deprecation
     })

@@ -1,10 +1,9 @@
-import { fileURLToPath } from "node:url"
 import { queueSystem, type QueueAdapter } from "../lib/queue.ts"
 import { installedVersion } from "../lib/versions.ts"
 import { withClient } from "../lib/pg.ts"
+import { workerModule } from "../lib/child.ts"
 import type { BenchSystem } from "./types.ts"
 
-const here = (p: string) => fileURLToPath(new URL(p, import.meta.url))
 
 // Its documented high-throughput configuration (https://worker.graphile.org/docs/performance):
 // local queue batching and batched completions.
@@ -25,7 +24,7 @@ const adapter: QueueAdapter = {
     insert: "workerUtils.addJobs(specs) per chunk (one add_jobs() call); single invocation: workerUtils.addJob()",
     pg: installedVersion("pg")
   }),
-  worker: () => ({ module: here("../workers/graphile-worker.ts"), options: WORKER }),
+  worker: () => ({ module: workerModule("graphile-worker"), options: WORKER }),
   setup: async (dbUrl) => {
     const { runMigrations, Logger } = await import("graphile-worker")
     await runMigrations({ connectionString: dbUrl, logger: new Logger(() => () => {}) })

@@ -1,9 +1,8 @@
-import { fileURLToPath } from "node:url"
 import { queueSystem, type QueueAdapter } from "../lib/queue.ts"
 import { installedVersion } from "../lib/versions.ts"
+import { workerModule } from "../lib/child.ts"
 import type { BenchSystem } from "./types.ts"
 
-const here = (p: string) => fileURLToPath(new URL(p, import.meta.url))
 const QUEUE = "bench"
 const BATCH = Number(process.env.BENCH_PGBOSS_BATCH ?? 100)
 const LOCAL_CONCURRENCY = Number(process.env.BENCH_PGBOSS_LOCAL_CONCURRENCY ?? 4)
@@ -34,7 +33,7 @@ const adapter: QueueAdapter = {
     insert: "boss.insert(queue, jobs) per chunk; single invocation: boss.send()",
     pg: installedVersion("pg")
   }),
-  worker: () => ({ module: here("../workers/pg-boss.ts"), options: { queue: QUEUE, constructor: CONSTRUCTOR, work: WORK } }),
+  worker: () => ({ module: workerModule("pg-boss"), options: { queue: QUEUE, constructor: CONSTRUCTOR, work: WORK } }),
   setup: async (dbUrl) => {
     const boss = await newBoss(dbUrl)
     await boss.createQueue(QUEUE, { notify: true } as any)

@@ -1,13 +1,12 @@
 // Hand-written SQL queue: the baseline the issue's targets are measured against.
-import { fileURLToPath } from "node:url"
 import { queueSystem, type QueueAdapter } from "../lib/queue.ts"
 import { withClient } from "../lib/pg.ts"
 import { runSteps } from "../lib/steps.ts"
 import pg from "pg"
+import { workerModule } from "../lib/child.ts"
 import type { BenchSystem } from "./types.ts"
 import { installedVersion } from "../lib/versions.ts"
 
-const here = (p: string) => fileURLToPath(new URL(p, import.meta.url))
 const CONNECTIONS = 8
 const BATCH = 100
 
@@ -33,7 +32,7 @@ const adapter: QueueAdapter = {
     w3: "12 autocommitted statements per workflow (INSERT workflow, 10 x INSERT step result, UPDATE done), 24 connections",
     driver: `pg ${installedVersion("pg")}`
   }),
-  worker: () => ({ module: here("../workers/sql-baseline.ts"), options: { connections: CONNECTIONS, batch: BATCH } }),
+  worker: () => ({ module: workerModule("sql-baseline"), options: { connections: CONNECTIONS, batch: BATCH } }),
   setup: (dbUrl) => withClient(dbUrl, (c) => c.query(SCHEMA)).then(() => {}),
   inserter: async (dbUrl) => {
     const c = new pg.Client({ connectionString: dbUrl })
@@ -71,7 +70,7 @@ const base = queueSystem(adapter)
 export const sqlBaseline: BenchSystem = {
   ...base,
   w3: (ctx, p) =>
-    runSteps(ctx, p, { module: here("../workers/sql-steps.ts") }, (dbUrl) =>
+    runSteps(ctx, p, { module: workerModule("sql-steps") }, (dbUrl) =>
       withClient(dbUrl, (c) => c.query(SCHEMA)).then(() => {})
     )
 }

@@ -4,7 +4,7 @@
 import { Effect, Exit, Layer, Schema, Scope } from "effect"
 import type { WorkerFactory } from "../lib/worker-host.ts"
 import { stack } from "../lib/conductor.ts"
-import { Conductor, Durable, Task, Worker } from "../../dist/index.js"
+import { Conductor, Durable, Task, Worker } from "effect-conductor"
 
 const factory: WorkerFactory = async ({ dbUrl, options }) => {
   const { workflows, steps, inFlight, warmup } = options as { workflows: number; steps: number; inFlight: number; warmup: number }

@@ -2,7 +2,7 @@
 import { Effect, Exit, Layer, Scope } from "effect"
 import type { WorkerFactory } from "../lib/worker-host.ts"
 import { Noop, stack } from "../lib/conductor.ts"
-import { Worker } from "../../dist/index.js"
+import { Worker } from "effect-conductor"
 
 const factory: WorkerFactory = async ({ dbUrl, options, onJob }) => {
   const { maxConnections, ...workerOptions } = options
