@@ -212,8 +212,9 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     const finish = (outcome: AttemptOutcome, onDone: () => void) =>
       Effect.sync(() => offerOutcome(outcome, onDone))
     const offerOutcome = (outcome: AttemptOutcome, onDone: () => void) => {
-      outcomes.push([outcome, onDone])
-      Queue.offerUnsafe(wakeups, undefined)
+      // Only the first outcome of a batch wakes a loop: the loop takes all
+      // that are waiting when it runs, and looks again after each statement.
+      if (outcomes.push([outcome, onDone]) === 1) Queue.offerUnsafe(wakeups, undefined)
     }
     const recordStep = (yield* makeBatcher(
       (items: ReadonlyArray<{ readonly executionId: string; readonly record: Omit<StepRecord, "recordedAt"> }>) =>
@@ -276,8 +277,8 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     }
 
     /**
-     * Runs one claimed execution in the current fiber: only the handler is
-     * interruptible (stop() interrupts this fiber), so the outcome is always
+     * Runs one claimed execution in the current (uninterruptible) fiber: only
+     * the handler is interruptible (stop() interrupts this fiber), so the outcome is always
      * computed and handed to the exchange loop. The slot is freed as soon as the
      * handler ends; the lease is dropped once the outcome is committed.
      */
@@ -287,31 +288,29 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       control: RunControl,
       abortOf: () => AbortController | undefined
     ) =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.withFiber((fiber) => {
-          const task = registered.task
-          control.fiber = fiber
-          // Stopped between dispatch and start: the handler never runs.
-          if (control.stop !== undefined) return settle(claimed, outcomeOf(claimed, task, Exit.interrupt(), control.stop))
-          const decoded = decodeJsonExit(task.codecs.payload, claimed.payload)
-          if (Exit.isFailure(decoded)) {
-            // A stored payload that no longer decodes fails for good, once.
-            return settle(claimed, {
-              _tag: "Failed",
-              id: claimed.id,
-              error: {
-                _tag: "Defect",
-                message: `The stored payload of ${task.name} ${claimed.id} no longer decodes: ${Cause.pretty(decoded.cause)}`
-              },
-              retryDelayMillis: undefined
-            })
-          }
-          return Effect.flatMap(Effect.exit(restore(attempt(claimed, registered, decoded.value))), (exit) => {
-            abortOf()?.abort()
-            return settle(claimed, outcomeOf(claimed, task, exit, control.stop))
+      Effect.withFiber((fiber) => {
+        const task = registered.task
+        control.fiber = fiber
+        // Stopped between dispatch and start: the handler never runs.
+        if (control.stop !== undefined) return settle(claimed, outcomeOf(claimed, task, Exit.interrupt(), control.stop))
+        const decoded = decodeJsonExit(task.codecs.payload, claimed.payload)
+        if (Exit.isFailure(decoded)) {
+          // A stored payload that no longer decodes fails for good, once.
+          return settle(claimed, {
+            _tag: "Failed",
+            id: claimed.id,
+            error: {
+              _tag: "Defect",
+              message: `The stored payload of ${task.name} ${claimed.id} no longer decodes: ${Cause.pretty(decoded.cause)}`
+            },
+            retryDelayMillis: undefined
           })
+        }
+        return Effect.flatMap(Effect.exit(Effect.interruptible(attempt(claimed, registered, decoded.value))), (exit) => {
+          abortOf()?.abort()
+          return settle(claimed, outcomeOf(claimed, task, exit, control.stop))
         })
-      )
+      })
 
     /**
      * Starts one attempt in a fiber of its own whose services are the
@@ -327,8 +326,10 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       let abort: AbortController | undefined
       const execution = new AttemptExecution(claimed, (a) => (abort = a), interpreterFor)
       const effect = execute(claimed, registered, control, () => abort)
+      // The fiber is uninterruptible but for the handler (see execute).
       Effect.runForkWith(Context.add(contextOf(registered), Execution, execution))(
-        later ? Effect.andThen(Effect.yieldNow, effect) : effect
+        later ? Effect.andThen(Effect.yieldNow, effect) : effect,
+        { uninterruptible: true }
       )
     }
 

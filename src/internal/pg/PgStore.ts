@@ -222,45 +222,52 @@ export const make = (
     }
 
     const toClaimed = (rows: ReadonlyArray<any>): ReadonlyArray<ClaimedExecution> =>
-      rows.flatMap((row) =>
-        row.id === null ? [] : [{
-          id: row.id,
-          task: row.task,
-          queue: row.queue,
-          payload: row.payload,
-          attempt: row.attempts,
-          maxAttempts: row.max_attempts,
-          parentId: orUndefined(row.parent_id),
-          fresh: row.fresh === true
-        }]
-      )
+      {
+        const claimed: Array<ClaimedExecution> = []
+        for (const row of rows) {
+          if (row.id === null) continue
+          claimed.push({
+            id: row.id,
+            task: row.task,
+            queue: row.queue,
+            payload: row.payload,
+            attempt: row.attempts,
+            maxAttempts: row.max_attempts,
+            parentId: orUndefined(row.parent_id),
+            fresh: row.fresh === true
+          })
+        }
+        return claimed
+      }
 
     const claim: StoreService["claim"] = (o) =>
       Effect.map(run<any>("claim", Q.claim, [o.queue, texts(o.tasks), o.limit, o.workerId, o.leaseMillis]), toClaimed)
 
     const finish: StoreService["finish"] = (workerId, outcomes, claimNext) =>
       Effect.gen(function*() {
-        const final: Array<{ id: string; status: string; result: string | null; error: string | null }> = []
+        // The finished ones, as the statement's parallel arrays.
+        const final = { ids: [] as Array<string>, statuses: [] as Array<string>, results: [] as Array<string | null>, errors: [] as Array<string | null> }
+        const end = (id: string, status: string, result: string | null, error: string | null) => {
+          final.ids.push(id)
+          final.statuses.push(status)
+          final.results.push(result)
+          final.errors.push(error)
+        }
         const requeue: Array<{ id: string; next: string; at: number | null; error: string | null }> = []
         for (const o of outcomes) {
           switch (o._tag) {
             case "Completed":
-              final.push({ id: o.id, status: "completed", result: json(o.result ?? null), error: null })
+              end(o.id, "completed", o.result === undefined || o.result === null ? "null" : JSON.stringify(o.result), null)
               break
             case "Failed":
               if (o.retryDelayMillis === undefined) {
-                final.push({ id: o.id, status: "failed", result: null, error: json(o.error) })
+                end(o.id, "failed", null, json(o.error))
               } else {
                 requeue.push({ id: o.id, next: "retry", at: o.retryDelayMillis, error: json(o.error) })
               }
               break
             case "Cancelled":
-              final.push({
-                id: o.id,
-                status: "cancelled",
-                result: null,
-                error: json({ _tag: "Cancelled", reason: o.reason } satisfies ErrorRecord)
-              })
+              end(o.id, "cancelled", null, json({ _tag: "Cancelled", reason: o.reason } satisfies ErrorRecord))
               break
             case "Released":
               requeue.push({ id: o.id, next: "release", at: null, error: null })
@@ -291,13 +298,13 @@ export const make = (
         let claimed: ReadonlyArray<ClaimedExecution> = []
         const finalParams = () => [
           workerId,
-          uuids(final.map((f) => f.id)),
-          texts(final.map((f) => f.status)),
-          texts(final.map((f) => f.result)),
-          texts(final.map((f) => f.error)),
+          uuids(final.ids),
+          texts(final.statuses),
+          texts(final.results),
+          texts(final.errors),
           channel
         ]
-        if (final.length > 0 && claimNext !== undefined) {
+        if (final.ids.length > 0 && claimNext !== undefined) {
           claimed = toClaimed(yield* run<any>("finishAndClaim", Q.finishAndClaim, [
             ...finalParams(),
             claimNext.queue,
@@ -305,7 +312,7 @@ export const make = (
             claimNext.limit,
             claimNext.leaseMillis
           ]))
-        } else if (final.length > 0) {
+        } else if (final.ids.length > 0) {
           yield* run("finish", Q.finish, finalParams())
         } else if (claimNext !== undefined) {
           claimed = yield* claim({ ...claimNext, workerId })

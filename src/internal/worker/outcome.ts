@@ -36,9 +36,6 @@ export const outcomeOf = (
         return { _tag: "Released", id }
     }
   }
-  const retry = claimed.attempt < claimed.maxAttempts
-    ? retryDelayMillis(task, claimed.attempt, Math.random())
-    : undefined
   if (Exit.isSuccess(exit)) {
     const encoded = encodeJsonExit(task.codecs.success, exit.value)
     if (Exit.isSuccess(encoded)) return { _tag: "Completed", id, result: encoded.value }
@@ -46,9 +43,10 @@ export const outcomeOf = (
       _tag: "Failed",
       id,
       error: { _tag: "Defect", message: `The handler's result does not match the success schema of ${task.name}: ${Cause.pretty(encoded.cause)}` },
-      retryDelayMillis: retry
+      retryDelayMillis: retryDelay(claimed, task)
     }
   }
+  const retry = retryDelay(claimed, task)
   const failure = exit.cause.reasons.find((reason) => reason._tag === "Fail")
   if (failure !== undefined) {
     const encoded = encodeJsonExit(task.codecs.error, failure.error)
@@ -58,3 +56,7 @@ export const outcomeOf = (
   }
   return { _tag: "Failed", id, error: { _tag: "Defect", message: Cause.pretty(exit.cause) }, retryDelayMillis: retry }
 }
+
+/** When a failed attempt runs again: undefined after the last attempt. */
+const retryDelay = (claimed: ClaimedExecution, task: AnyTask): number | undefined =>
+  claimed.attempt < claimed.maxAttempts ? retryDelayMillis(task, claimed.attempt, Math.random()) : undefined
