@@ -415,16 +415,17 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
           const written = batch.map(([outcome]) => outcome)
           if (claimNext !== undefined) claiming = true
           const claimed = yield* store.finish(workerId, written, claimNext).pipe(
-            Effect.catch((error) =>
-              batch.length === 0
-                ? Effect.as(warn("claim")(error), [])
-                // Retry the outcomes alone: a claim that did commit before the
-                // failure must not be repeated (its rows would be stranded).
+            Effect.catch((error) => {
+              // Retry the outcomes alone: a claim that did commit before the
+              // failure must not be repeated.
+              const outcomesAlone = batch.length === 0
+                ? warn("claim")(error)
                 : store.finish(workerId, written).pipe(
                   Effect.retry(retryWrites),
-                  Effect.catch((error) => Effect.as(warn(`writing ${batch.length} outcome(s)`)(error), []))
+                  Effect.catch(warn(`writing ${batch.length} outcome(s)`))
                 )
-            )
+              return Effect.as(claimNext === undefined ? outcomesAlone : Effect.andThen(outcomesAlone, giveBackOrphans), [])
+            })
           )
           for (const [, onDone] of batch) onDone()
           if (claimNext !== undefined) {
@@ -444,6 +445,22 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         }
       }
     })
+    /**
+     * After a failed claim (still marked in flight, so no other claim runs):
+     * the claim may have committed with its reply lost. Whatever is leased to
+     * this worker but unknown to it goes back at once, its attempt given
+     * back, instead of waiting for its lease to expire.
+     */
+    const giveBackOrphans = Effect.gen(function*() {
+      const orphans = yield* store.orphans(workerId, [...leased.keys()])
+      if (orphans.length === 0) return
+      yield* store.finish(workerId, orphans.map((id): AttemptOutcome => ({ _tag: "Released", id })))
+      yield* Effect.logWarning(`effect-conductor: gave back ${orphans.length} execution(s) claimed by a statement whose reply was lost`)
+    }).pipe(
+      Effect.retry(retryWrites),
+      Effect.catch(warn("giving back what a failed claim may have taken"))
+    )
+
     /** Claimable work may be waiting: claim on the next turn. */
     const wake = Effect.sync(want)
 
@@ -547,10 +564,22 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         for (const e of buffered.splice(0)) yield* finish({ _tag: "Released", id: e.id }, () => release(e.id))
         // Wait on the runs themselves (a dispatched attempt is in `runs` before its fiber starts).
         const handlersDone = Effect.suspend(() => (runs.size === 0 ? Effect.void : Deferred.await(runsEnded)))
-        const finished = yield* Effect.timeoutOption(handlersDone, Duration.millis(config.graceMillis))
-        if (finished._tag === "None") {
+        const grace = Duration.millis(config.graceMillis)
+        if ((yield* Effect.timeoutOption(handlersDone, grace))._tag === "None") {
           for (const id of runs.keys()) yield* stop(id, { _tag: "Shutdown" })
-          yield* handlersDone
+          // A handler that ignores interruption gets one more grace period;
+          // then it is left behind, lease and all: the lease expires and the
+          // execution runs again elsewhere. Shutdown must end.
+          if ((yield* Effect.timeoutOption(handlersDone, grace))._tag === "None") {
+            const stuck = [...runs.keys()]
+            yield* Effect.logWarning(
+              `effect-conductor: ${stuck.length} handler(s) did not stop when interrupted; leaving them to their leases: ${stuck.join(", ")}`
+            )
+            for (const id of stuck) {
+              runs.delete(id)
+              release(id)
+            }
+          }
         }
         // Every outcome committed (or given up on) before the batchers stop.
         if (leased.size > 0) yield* Deferred.await(drained)

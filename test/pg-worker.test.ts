@@ -6,6 +6,8 @@ import { assert, layer } from "@effect/vitest"
 import { Deferred, Effect, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { Conductor } from "../src/Conductor.ts"
+import { StoreError } from "../src/Errors.ts"
+import { Store } from "../src/internal/Store.ts"
 import * as Durable from "../src/Durable.ts"
 import * as Task from "../src/Task.ts"
 import { pgStack, withWorker } from "./support/stack.ts"
@@ -127,6 +129,42 @@ layer(pgStack(), { excludeTestServices: true })("attempts", (it) => {
     }))
 })
 
+/**
+ * The store as it is, except that the first claim that takes something
+ * commits and then fails as if the connection broke before its reply.
+ */
+const losingFirstClaimReply = Layer.effect(
+  Store,
+  Effect.gen(function*() {
+    const store = yield* Store
+    let lost = false
+    return Store.of({
+      ...store,
+      finish: (workerId, outcomes, claim) =>
+        Effect.flatMap(store.finish(workerId, outcomes, claim), (claimed) => {
+          if (lost || claimed.length === 0) return Effect.succeed(claimed)
+          lost = true
+          return Effect.fail(new StoreError({ message: "Connection terminated before the reply", cause: undefined }))
+        })
+    })
+  })
+)
+
+layer(pgStack(), { excludeTestServices: true })("a claim whose reply is lost", (it) => {
+  it.effect("what it took goes back at once, its attempt given back, instead of waiting out the lease", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const ids = yield* conductor.invokeMany(Job, [1, 2, 3].map((n) => ({ payload: { n } })))
+      // A lease far longer than the test: only the give-back can bring them back in time.
+      const results = yield* withWorker(JobLive, { leaseDuration: "10 minutes" }, Effect.forEach(ids, (id) => conductor.result(Job, id))).pipe(
+        Effect.provide(losingFirstClaimReply),
+        Effect.timeout("20 seconds")
+      )
+      assert.deepStrictEqual(results, [2, 4, 6])
+      for (const id of ids) assert.strictEqual((yield* conductor.get(id)).attempts, 1)
+    }))
+})
+
 layer(pgStack(), { excludeTestServices: true })("shutdown", (it) => {
   it.effect("running handlers finish within the grace period", () =>
     Effect.gen(function*() {
@@ -178,6 +216,21 @@ layer(pgStack(), { excludeTestServices: true })("shutdown", (it) => {
       // process still has one listening connection (the store's), not one per worker.
       assert.strictEqual(yield* busy(), 0)
       assert.strictEqual(yield* listeners(), 1)
+    }))
+
+  it.effect("a handler that ignores interruption is left to its lease after a second grace period", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const Stubborn = Task.make("stubborn", { payload: Schema.Struct({}), success: Schema.String })
+      const started = yield* Deferred.make<void>()
+      const StubbornLive = Stubborn.toLayer(() => Effect.uninterruptible(Effect.andThen(Deferred.succeed(started, undefined), Effect.never)))
+      const id = yield* conductor.invoke(Stubborn, {})
+      // Shutdown ends (about two grace periods) although the handler never does.
+      yield* withWorker(StubbornLive, { shutdownGrace: "100 millis" }, Deferred.await(started)).pipe(Effect.timeout("10 seconds"))
+      // Its execution is still leased: it runs again only once the lease expires.
+      const left = yield* conductor.get(id)
+      assert.strictEqual(left.status, "running")
+      assert.strictEqual(left.attempts, 1)
     }))
 })
 

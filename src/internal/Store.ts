@@ -204,6 +204,13 @@ export interface StoreService {
     claim?: Omit<ClaimOptions, "workerId"> | undefined
   ) => Effect.Effect<ReadonlyArray<ClaimedExecution>, StoreError>
 
+  /**
+   * The executions leased to `workerId` that are not in `known`: what a claim
+   * took whose reply never reached the worker (it committed, then the
+   * connection broke). The worker gives them back with a `Released` outcome.
+   */
+  readonly orphans: (workerId: string, known: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, StoreError>
+
   /** Extends the leases of `ids` held by `workerId`. */
   readonly heartbeat: (workerId: string, ids: ReadonlyArray<string>, leaseMillis: number) => Effect.Effect<HeartbeatResult, StoreError>
 

@@ -47,5 +47,28 @@ for (const backend of backends) {
         assert.strictEqual(second!.id, id)
         assert.strictEqual(second!.fresh, false)
       }))
+
+    it.effect("orphans are the executions leased to a worker that it does not know of", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const queue = unique("q")
+        const worker = crypto.randomUUID()
+        const ids = [crypto.randomUUID(), crypto.randomUUID(), crypto.randomUUID()]
+        yield* store.insert(ids.map((id) => ({ id, task: "t", queue, payload: {}, priority: 0, maxAttempts: 3 })))
+        const claimed = yield* store.claim({ queue, tasks: ["t"], limit: 3, workerId: worker, leaseMillis: 60_000 })
+        assert.strictEqual(claimed.length, 3)
+        // The worker knows only the first (the reply with the other two was lost).
+        const orphans = yield* store.orphans(worker, [ids[0]!])
+        assert.deepStrictEqual([...orphans].sort(), [ids[1]!, ids[2]!].sort())
+        assert.deepStrictEqual(yield* store.orphans(crypto.randomUUID(), []), [])
+        // Given back, they are runnable again with their attempt returned.
+        yield* store.finish(worker, orphans.map((id) => ({ _tag: "Released" as const, id })))
+        assert.deepStrictEqual(yield* store.orphans(worker, [ids[0]!]), [])
+        for (const id of orphans) {
+          const row = (yield* store.get(id))!
+          assert.strictEqual(row.status, "pending")
+          assert.strictEqual(row.attempts, 0)
+        }
+      }))
   })
 }

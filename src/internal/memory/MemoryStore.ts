@@ -355,6 +355,14 @@ export const makeWithInspector: Effect.Effect<
       () => (claimNext === undefined ? Effect.succeed([]) : claim({ ...claimNext, workerId }))
     )
 
+  const orphans: StoreService["orphans"] = (workerId, known) =>
+    read(() => {
+      const knownIds = new Set(known)
+      return [...active.values()]
+        .filter((row) => row.status === "running" && row.leaseOwner === workerId && !knownIds.has(row.id))
+        .map((row) => row.id)
+    })
+
   const heartbeat: StoreService["heartbeat"] = (workerId, ids, leaseMillis) =>
     write((t) => {
       const lost: Array<string> = []
@@ -568,6 +576,7 @@ export const makeWithInspector: Effect.Effect<
     insert,
     claim,
     finish,
+    orphans,
     heartbeat,
     recoverExpiredLeases,
     promoteDue,

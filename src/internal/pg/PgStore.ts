@@ -321,6 +321,9 @@ export const make = (
         return claimed
       })
 
+    const orphans: StoreService["orphans"] = (workerId, known) =>
+      Effect.map(run<{ id: string }>("orphans", Q.orphans, [workerId, uuids(known)]), (rows) => rows.map((row) => row.id))
+
     const heartbeat: StoreService["heartbeat"] = (workerId, ids, leaseMillis) =>
       ids.length === 0 ? Effect.succeed({ lost: [], cancelRequested: [] }) : Effect.map(
         run<{ id: string; cancel_reason: string | null }>("heartbeat", Q.heartbeat, [workerId, uuids(ids), leaseMillis]),
@@ -489,6 +492,7 @@ export const make = (
       insert,
       claim,
       finish,
+      orphans,
       heartbeat,
       recoverExpiredLeases,
       promoteDue,

@@ -227,6 +227,10 @@ export const queries = (S: string) => ({
     )
     SELECT r.*, s.signals FROM (SELECT count(*)::int AS signals FROM signalled) AS s LEFT JOIN requeued r ON true`,
 
+  /** Rows leased to $1 that the worker does not know of ($2): see Store.orphans. */
+  orphans: `SELECT id FROM ${S}.executions
+    WHERE status = 'running' AND lease_owner = $1 AND NOT (id = ANY ($2::uuid[]))`,
+
   /** Extends leases; rows not returned are no longer ours. */
   heartbeat: `
     UPDATE ${S}.executions
