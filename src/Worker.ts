@@ -12,7 +12,7 @@ import { decodeJsonExit } from "./internal/codec.ts"
 import { type Interpreter, makeInterpreter } from "./internal/Interpreter.ts"
 import { warn } from "./internal/log.ts"
 import { type RegisteredHandler, Registry } from "./internal/Registry.ts"
-import type { AttemptOutcome, ChildRecord, ClaimedExecution, NewChild, StepRecord } from "./internal/Store.ts"
+import type { AttemptOutcome, ChildRecord, ClaimedExecution, NewChild, ParentCancelled, StepRecord } from "./internal/Store.ts"
 import { Store } from "./internal/Store.ts"
 import { uuid } from "./internal/uuid.ts"
 import { validate } from "./internal/worker/config.ts"
@@ -235,11 +235,12 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         fresh: claimed.fresh,
         store,
         recordStep: (record) => recordStep({ executionId: claimed.id, record }),
-        startChild: (child): Effect.Effect<ChildRecord | undefined, StoreError> => startChild(child),
+        startChild: (child): Effect.Effect<ChildRecord | ParentCancelled | undefined, StoreError> => startChild(child),
         now: storeNow,
         inlineSleepMillis: config.inlineSleepMillis,
         suspend: (until) => stop(claimed.id, { _tag: "Suspend", until }),
-        leaseLost: Effect.andThen(stop(claimed.id, { _tag: "Lost" }), Effect.never)
+        leaseLost: Effect.andThen(stop(claimed.id, { _tag: "Lost" }), Effect.never),
+        cancelled: (reason) => Effect.andThen(stop(claimed.id, { _tag: "Cancel", reason }), Effect.never)
       })
     /**
      * The services a handler runs with: this worker's, then those of the layer

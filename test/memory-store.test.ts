@@ -388,7 +388,7 @@ describe("MemoryStore", () => {
       const child = { ...exec(uuid(20)), parentId: uuid(1), parentStep: "c", attempt: 1, timeoutMillis: 100 }
       const [started] = yield* store.startChildren("w", [child])
       const [again] = yield* store.startChildren("w", [{ ...child, id: uuid(21) }])
-      assert.strictEqual(started!.id, uuid(20))
+      assert.strictEqual((started as { id: string }).id, uuid(20))
       assert.deepStrictEqual(again, started, "once per (parent, step)")
       assert.strictEqual((yield* store.children(uuid(1))).length, 1)
       yield* store.finish("w", [{ _tag: "Completed", id: uuid(1), result: null }])

@@ -314,6 +314,40 @@ layer(pgStack(), { excludeTestServices: true })("cancellation", (it) => {
       assert.match(error.message, /quietly/)
     }))
 
+  it.effect("a parent whose cancel was requested but not yet signalled starts no child, and ends cancelled", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const sql = yield* SqlClient.SqlClient
+      const Child = Task.make("late-child", { payload: Schema.Struct({}) })
+      const Parent = Task.make("late-parent", { payload: Schema.Struct({}) })
+      const started = yield* Deferred.make<void>()
+      const go = yield* Deferred.make<void>()
+      let childRuns = 0
+      const Handlers = Layer.mergeAll(
+        Parent.toLayer(() =>
+          Effect.gen(function*() {
+            yield* Deferred.succeed(started, undefined)
+            yield* Deferred.await(go)
+            yield* Effect.orDie(Durable.invoke("child", Child, {}))
+          })
+        ),
+        Child.toLayer(() => Effect.sync(() => void childRuns++))
+      )
+      const id = yield* conductor.invoke(Parent, {})
+      // No heartbeat within the test: only the child start can notice the cancel.
+      const error = yield* withWorker(Handlers, { heartbeatInterval: "1 hour", leaseDuration: "2 hours" }, Effect.gen(function*() {
+        yield* Deferred.await(started)
+        // What cancel() writes, without the notification.
+        yield* sql`UPDATE conductor.executions SET cancel_reason = 'quietly' WHERE id = ${id}`
+        yield* Deferred.succeed(go, undefined)
+        return yield* Effect.flip(conductor.result(Parent, id))
+      })).pipe(Effect.timeout("20 seconds"))
+      assert.strictEqual(error._tag, "ExecutionCancelled")
+      assert.match(error.message, /quietly/)
+      assert.strictEqual(childRuns, 0)
+      assert.deepStrictEqual((yield* conductor.get(id)).children, [])
+    }))
+
   it.effect("a parent waiting on a child that was cancelled gets a typed error it can catch", () =>
     Effect.gen(function*() {
       const conductor = yield* Conductor

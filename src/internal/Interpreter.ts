@@ -3,7 +3,7 @@ import { decodeOutcome, encodePayload } from "../Conductor.ts"
 import { ChildTimedOut, DuplicateStepName, StepMismatch, type StoreError } from "../Errors.ts"
 import type { AnySchema, AnyTask } from "../Task.ts"
 import { decodeJsonExit, encodeJsonExit } from "./codec.ts"
-import type { ChildRecord, NewChild, StepRecord, StoreService } from "./Store.ts"
+import type { ChildRecord, NewChild, ParentCancelled, StepRecord, StoreService } from "./Store.ts"
 import { uuid } from "./uuid.ts"
 
 /**
@@ -38,7 +38,7 @@ export interface InterpreterContext {
   readonly fresh: boolean
   readonly store: StoreService
   readonly recordStep: (record: Omit<StepRecord, "recordedAt">) => Effect.Effect<StepRecord | undefined, StoreError>
-  readonly startChild: (child: NewChild) => Effect.Effect<ChildRecord | undefined, StoreError>
+  readonly startChild: (child: NewChild) => Effect.Effect<ChildRecord | ParentCancelled | undefined, StoreError>
   /** The store's clock, read locally (the worker keeps the offset). */
   readonly now: Effect.Effect<number>
   /** Sleeps up to this long are awaited in-process; longer ones suspend. */
@@ -47,6 +47,8 @@ export interface InterpreterContext {
   readonly suspend: (until: number | undefined) => Effect.Effect<void>
   /** Ends the attempt because the lease is gone: nothing more may be written. */
   readonly leaseLost: Effect.Effect<never>
+  /** Ends the attempt as cancelled: a cancel was requested that its signal has not brought yet. */
+  readonly cancelled: (reason: string) => Effect.Effect<never>
 }
 
 const JsonCodec: AnySchema = Schema.toCodecJson(Schema.Json)
@@ -224,6 +226,8 @@ export const makeInterpreter = (ctx: InterpreterContext): Interpreter => {
           timeoutMillis: options.timeout === undefined ? undefined : Duration.toMillis(options.timeout)
         })))
         if (started === undefined) return yield* ctx.leaseLost
+        // Cancelled before its signal reached this worker: no child starts.
+        if ("_tag" in started) return yield* ctx.cancelled(started.reason)
         child = started
       }
       const [outcome] = yield* Effect.orDie(ctx.store.outcomes([child.id]))

@@ -51,6 +51,12 @@ export interface ChildRecord {
   readonly deadline: number | undefined
 }
 
+/** A child was not started: its parent's cancel was requested first. */
+export interface ParentCancelled {
+  readonly _tag: "ParentCancelled"
+  readonly reason: string
+}
+
 export interface InsertResult {
   readonly id: string
   /** false when a dedupe key matched an unfinished execution, whose id is returned */
@@ -253,12 +259,14 @@ export interface StoreService {
    * Starts child executions and records them as steps of their parents
    * (kind "child", value { id, deadline }), once per (parent, step name).
    * Returns what is recorded for each, in order (an earlier record wins);
-   * undefined when the parent's lease was lost.
+   * `ParentCancelled` when the parent's cancel was requested and nothing was
+   * recorded yet (no child starts for a cancelled parent); undefined when the
+   * parent's lease was lost.
    */
   readonly startChildren: (
     workerId: string,
     children: ReadonlyArray<NewChild>
-  ) => Effect.Effect<ReadonlyArray<ChildRecord | undefined>, StoreError>
+  ) => Effect.Effect<ReadonlyArray<ChildRecord | ParentCancelled | undefined>, StoreError>
 
   /** Signals to every process using this store. Subscribe inside a scope. */
   readonly signals: Effect.Effect<PubSub.Subscription<Signal>, never, Scope.Scope>

@@ -70,5 +70,27 @@ for (const backend of backends) {
           assert.strictEqual(row.attempts, 0)
         }
       }))
+
+    it.effect("a parent whose cancel was requested starts no new child; a recorded one is still returned", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const queue = unique("q")
+        const worker = crypto.randomUUID()
+        const parent = crypto.randomUUID()
+        yield* store.insert([{ id: parent, task: "t", queue, payload: {}, priority: 0, maxAttempts: 3 }])
+        yield* store.claim({ queue, tasks: ["t"], limit: 1, workerId: worker, leaseMillis: 60_000 })
+        const child = (id: string, step: string) => ({
+          id, task: "c", queue, payload: {}, priority: 0, maxAttempts: 1, delayMillis: undefined,
+          parentId: parent, parentStep: step, attempt: 1, timeoutMillis: undefined
+        })
+        const before = crypto.randomUUID()
+        const [first] = yield* store.startChildren(worker, [child(before, "before")])
+        assert.deepStrictEqual(first, { id: before, deadline: undefined })
+        assert.strictEqual(yield* store.cancel(parent, "stop"), "requested")
+        const [again, late] = yield* store.startChildren(worker, [child(crypto.randomUUID(), "before"), child(crypto.randomUUID(), "late")])
+        assert.deepStrictEqual(again, { id: before, deadline: undefined })
+        assert.deepStrictEqual(late, { _tag: "ParentCancelled", reason: "stop" })
+        assert.deepStrictEqual((yield* store.children(parent)).map((c) => c.id), [before])
+      }))
   })
 }

@@ -21,6 +21,7 @@ import type {
   Json,
   NewExecution,
   Outcome,
+  ParentCancelled,
   Signal,
   StepRecord,
   StoreService
@@ -543,14 +544,16 @@ export const makeWithInspector: Effect.Effect<
   const startChildren: StoreService["startChildren"] = (workerId, list) =>
     write((t) => {
       const queues: Array<string> = []
-      const results = list.map((c): ChildRecord | undefined => {
-        if (owned(workerId, c.parentId) === undefined) return undefined
+      const results = list.map((c): ChildRecord | ParentCancelled | undefined => {
+        const parent = owned(workerId, c.parentId)
+        if (parent === undefined) return undefined
         const map = stepsOf(c.parentId)
         const existing = map.get(c.parentStep)
         if (existing !== undefined) {
           const value = existing.value as { id: string; deadline: number | null } | null
           return { id: value!.id, deadline: orUndefined(value!.deadline) }
         }
+        if (parent.cancelReason !== undefined) return { _tag: "ParentCancelled", reason: parent.cancelReason }
         // Stored like jsonb_build_object: no timeout is a JSON null deadline.
         const deadline = c.timeoutMillis === undefined ? null : t + c.timeoutMillis
         map.set(c.parentStep, {

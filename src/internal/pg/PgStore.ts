@@ -6,10 +6,12 @@ import type { SqlError } from "effect/sql/SqlError"
 import { InvalidConfig, type SchemaTooNew, StoreError } from "../../Errors.ts"
 import type {
   CancelResult,
+  ChildRecord,
   ClaimedExecution,
   ErrorRecord,
   ExecutionRow,
   Outcome,
+  ParentCancelled,
   Signal,
   StepRecord,
   StoreService
@@ -456,6 +458,7 @@ export const make = (
           child_id: string | null
           deadline_ms: number | null
           started_queue: string | null
+          cancel_reason: string | null
         }>(
           "startChildren",
           Q.startChildren,
@@ -476,11 +479,11 @@ export const make = (
         )
         yield* signalQueues([...new Set(rows.flatMap((row) => row.started_queue === null ? [] : [row.started_queue]))])
         const found = new Map(rows.map((row) => [`${row.parent_id}\u0000${row.parent_step}`, row]))
-        return list.map((c) => {
+        return list.map((c): ChildRecord | ParentCancelled | undefined => {
           const row = found.get(`${c.parentId}\u0000${c.parentStep}`)
-          return row === undefined || row.child_id === null
-            ? undefined
-            : { id: row.child_id, deadline: orUndefined(row.deadline_ms) }
+          if (row === undefined) return undefined
+          if (row.child_id !== null) return { id: row.child_id, deadline: orUndefined(row.deadline_ms) }
+          return row.cancel_reason === null ? undefined : { _tag: "ParentCancelled", reason: row.cancel_reason }
         })
       })
 

@@ -389,7 +389,8 @@ export const queries = (S: string) => ({
    * Starts children once per (parent, step name): the step row is the
    * once-only guard (a finished child leaves the hot table, so a unique index
    * there could not be), and only children whose step row was inserted here
-   * are inserted. Fenced by the parent's lease.
+   * are inserted. Fenced by the parent's lease; a parent whose cancel was
+   * requested starts none (its cancel_reason comes back instead).
    */
   startChildren: `
     WITH input AS (
@@ -397,7 +398,7 @@ export const queries = (S: string) => ({
                            $8::float8[], $9::uuid[], $10::text[], $11::int[], $12::float8[])
         AS t(id, task, queue, priority, payload, max_attempts, delay_ms, parent_id, parent_step, attempt, timeout_ms)
     ), owned AS (
-      SELECT input.* FROM input JOIN ${S}.executions e
+      SELECT input.*, e.cancel_reason FROM input JOIN ${S}.executions e
         ON e.id = input.parent_id AND e.lease_owner = $1 AND e.status = 'running'
       WHERE e.id = ANY ($9::uuid[])
     ), recorded AS (
@@ -407,6 +408,7 @@ export const queries = (S: string) => ({
                (extract(epoch FROM now() + timeout_ms * interval '1 millisecond') * 1000)::float8),
              attempt
       FROM owned
+      WHERE cancel_reason IS NULL
       ON CONFLICT DO NOTHING
       RETURNING execution_id, name, value
     ), started AS (
@@ -421,7 +423,7 @@ export const queries = (S: string) => ({
     SELECT o.parent_id, o.parent_step,
            COALESCE(r.value, s.value) ->> 'id' AS child_id,
            (COALESCE(r.value, s.value) ->> 'deadline')::float8 AS deadline_ms,
-           st.queue AS started_queue
+           st.queue AS started_queue, o.cancel_reason
     FROM owned o
     LEFT JOIN recorded r ON r.execution_id = o.parent_id AND r.name = o.parent_step
     LEFT JOIN started st ON st.id = o.id
