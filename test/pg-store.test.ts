@@ -186,6 +186,15 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
       assert.strictEqual(first!.value, 1)
       assert.strictEqual(late!.value, 1)
       assert.deepStrictEqual((yield* store.steps(row!.id)).map((s) => s.value), [1])
+      // A mixed batch answers each input in order: new, lost to the earlier writer, not leased.
+      const other = { executionId: crypto.randomUUID(), record: { name: "x", kind: "step" as const, value: 0, error: undefined, attempt: 1 } }
+      const fresh = { executionId: row!.id, record: { name: "fresh", kind: "step" as const, value: { a: [1, "b"] }, error: undefined, attempt: 1 } }
+      const [a, b, c] = yield* store.recordSteps(worker, [fresh, record(3), other])
+      assert.deepStrictEqual({ ...a!, recordedAt: 0 }, { name: "fresh", kind: "step", value: { a: [1, "b"] }, error: undefined, attempt: 1, recordedAt: 0 })
+      assert.isAtLeast(a!.recordedAt, first!.recordedAt)
+      assert.deepStrictEqual({ ...b!, recordedAt: 0 }, { name: "pick", kind: "step", value: 1, error: undefined, attempt: 1, recordedAt: 0 })
+      assert.strictEqual(b!.recordedAt, first!.recordedAt)
+      assert.isUndefined(c)
     }))
 
   it.effect("a claim commits without waiting for its WAL flush; its connection flushes again afterwards", () =>

@@ -442,11 +442,15 @@ export const make = (
           ints(records.map((r) => r.record.attempt))
         ]),
         (rows) => {
-          const found = new Map(rows.filter((row) => row.kind !== null).map((row) => [`${row.execution_id}\u0000${row.name}`, row]))
-          return records.map((r) => {
-            const row = found.get(`${r.executionId}\u0000${r.record.name}`)
-            return row === undefined ? undefined : toStep(row)
-          })
+          const result: Array<StepRecord | undefined> = new Array(records.length).fill(undefined)
+          for (const row of rows) {
+            const { record } = records[row.ord - 1]!
+            result[row.ord - 1] = row.kind === null
+              // Inserted by this statement: stored as given.
+              ? { ...record, value: record.value ?? null, error: record.error ?? undefined, recordedAt: row.recorded_ms }
+              : toStep({ ...row, name: record.name })
+          }
+          return result
         }
       )
 

@@ -354,35 +354,37 @@ export const queries = (S: string) => ({
 
   /**
    * Records steps of many executions in one statement and one commit. Fenced
-   * by the lease; ON CONFLICT DO NOTHING makes the first writer win.
+   * by the lease; ON CONFLICT DO NOTHING makes the first writer win. One row
+   * per input the lease allowed, by its 1-based position (`ord`): what this
+   * statement inserted comes back with only its recording time (the input is
+   * what is stored, so nothing else is sent back and decoded); what lost to an
+   * earlier writer comes back as stored.
    */
   recordSteps: `
     WITH input AS (
-      SELECT execution_id, name, kind, value::jsonb, error::jsonb, attempt
-      FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[])
-        AS t(execution_id, name, kind, value, error, attempt)
+      SELECT * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[]) WITH ORDINALITY
+        AS t(execution_id, name, kind, value, error, attempt, ord)
     ), owned AS (
       SELECT input.* FROM input JOIN ${S}.executions e
         ON e.id = input.execution_id AND e.lease_owner = $1 AND e.status = 'running'
       WHERE e.id = ANY ($2::uuid[])
     ), inserted AS (
       INSERT INTO ${S}.steps (execution_id, name, kind, value, error, attempt)
-      SELECT execution_id, name, kind, value, error, attempt FROM owned
+      SELECT execution_id, name, kind, value::jsonb, error::jsonb, attempt FROM owned
       ON CONFLICT DO NOTHING
-      RETURNING execution_id, name, kind, value, error, attempt, recorded_at
+      RETURNING execution_id, name
     ),
     -- Only rows that lost to an earlier writer read the stored one back (the
     -- usual batch has none, and then costs no lookup).
     lost AS MATERIALIZED (
-      SELECT o.execution_id, o.name FROM owned o
+      SELECT o.ord, o.execution_id, o.name FROM owned o
       WHERE NOT EXISTS (SELECT 1 FROM inserted i WHERE i.execution_id = o.execution_id AND i.name = o.name)
     )
-    SELECT i.execution_id, i.name, i.kind, i.value, i.error, i.attempt,
-           (extract(epoch FROM i.recorded_at) * 1000)::float8 AS recorded_ms
-    FROM inserted i
+    SELECT o.ord::int AS ord, NULL::text AS kind, NULL::jsonb AS value, NULL::jsonb AS error, NULL::int AS attempt,
+           (extract(epoch FROM now()) * 1000)::float8 AS recorded_ms
+    FROM inserted i JOIN owned o ON o.execution_id = i.execution_id AND o.name = i.name
     UNION ALL
-    SELECT s.execution_id, s.name, s.kind, s.value, s.error, s.attempt,
-           (extract(epoch FROM s.recorded_at) * 1000)::float8 AS recorded_ms
+    SELECT l.ord::int, s.kind, s.value, s.error, s.attempt, (extract(epoch FROM s.recorded_at) * 1000)::float8
     FROM lost l JOIN ${S}.steps s ON s.execution_id = l.execution_id AND s.name = l.name`,
 
   /**
