@@ -223,24 +223,23 @@ export const make = (
       })
     }
 
-    const toClaimed = (rows: ReadonlyArray<any>): ReadonlyArray<ClaimedExecution> =>
-      {
-        const claimed: Array<ClaimedExecution> = []
-        for (const row of rows) {
-          if (row.id === null) continue
-          claimed.push({
-            id: row.id,
-            task: row.task,
-            queue: row.queue,
-            payload: row.payload,
-            attempt: row.attempts,
-            maxAttempts: row.max_attempts,
-            parentId: orUndefined(row.parent_id),
-            fresh: row.fresh === true
-          })
-        }
-        return claimed
+    const toClaimed = (rows: ReadonlyArray<any>): ReadonlyArray<ClaimedExecution> => {
+      const claimed: Array<ClaimedExecution> = []
+      for (const row of rows) {
+        if (row.id === null) continue
+        claimed.push({
+          id: row.id,
+          task: row.task,
+          queue: row.queue,
+          payload: row.payload,
+          attempt: row.attempts,
+          maxAttempts: row.max_attempts,
+          parentId: orUndefined(row.parent_id),
+          fresh: row.fresh === true
+        })
       }
+      return claimed
+    }
 
     const claim: StoreService["claim"] = (o) =>
       Effect.map(run<any>("claim", Q.claim, [o.queue, texts(o.tasks), o.limit, o.workerId, o.leaseMillis]), toClaimed)
@@ -259,7 +258,7 @@ export const make = (
         for (const o of outcomes) {
           switch (o._tag) {
             case "Completed":
-              end(o.id, "completed", o.result === undefined || o.result === null ? "null" : JSON.stringify(o.result), null)
+              end(o.id, "completed", json(o.result ?? null), null)
               break
             case "Failed":
               if (o.retryDelayMillis === undefined) {
