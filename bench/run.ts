@@ -216,14 +216,14 @@ const markdown = (rep: { loadAverage: { atStart: number[] }; results: CaseResult
   if (by("w4").length) {
     out.push(`### W4 backlog (one worker process)`, "")
     out.push(
-      `| system | drain first ${fmt(W4.drain)} of ${fmt(W4.backlog)} runnable, jobs/s | ratio to W1 n=${fmt(W4.drain)} | drain ${fmt(W4.runnable)} with ${fmt(W4.backlog)} sleeping, jobs/s | ratio to W1 n=${fmt(W4.runnable)} | backlog insert jobs/s |`,
-      "|---|---:|---:|---:|---:|---:|"
+      `| system | drain first ${fmt(W4.drain)} of ${fmt(W4.backlog)} runnable, jobs/s | ratio to W1 n=${fmt(W4.drain)} | drain ${fmt(W4.runnable)} with ${fmt(W4.backlog)} sleeping, jobs/s | ratio to W1 n=${fmt(W4.runnable)} | backlog insert jobs/s | worker / Postgres CPU µs/job (runnable; sleeping) |`,
+      "|---|---:|---:|---:|---:|---:|---|"
     )
     for (const r of by("w4")) {
       const a = w1At(r.system, W4.drain, 1)
       const b = w1At(r.system, W4.runnable, 1)
       out.push(
-        `| ${r.system}${err(r)} | ${fmt(r.median.backlogDrainPerSec)} | ${a ? fmt(r.median.backlogDrainPerSec! / a, 2) : "–"} | ${fmt(r.median.sleepingDrainPerSec)} | ${b ? fmt(r.median.sleepingDrainPerSec! / b, 2) : "–"} | ${fmt(r.median.backlogInsertPerSec)} |`
+        `| ${r.system}${err(r)} | ${fmt(r.median.backlogDrainPerSec)} | ${a ? fmt(r.median.backlogDrainPerSec! / a, 2) : "–"} | ${fmt(r.median.sleepingDrainPerSec)} | ${b ? fmt(r.median.sleepingDrainPerSec! / b, 2) : "–"} | ${fmt(r.median.backlogInsertPerSec)} | ${fmt(r.median.backlogWorkerCpuUsPerJob)} / ${fmt(r.median.backlogPgCpuUsPerJob)}; ${fmt(r.median.sleepingWorkerCpuUsPerJob)} / ${fmt(r.median.sleepingPgCpuUsPerJob)} |`
       )
     }
     out.push("")

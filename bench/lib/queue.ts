@@ -5,10 +5,14 @@
 // processes run); queueSystem() turns that into a BenchSystem. Every system is thus
 // timed the same way:
 //
-//  * worker processes are spawned first and report "ready" (modules imported,
-//    connections open, schema present) without consuming anything;
-//  * jobs are then inserted in bulk (chunks of INSERT_CHUNK payloads, one call each,
+//  * jobs are inserted in bulk (chunks of INSERT_CHUNK payloads, one call each,
 //    one connection): that is the insert rate;
+//  * worker processes are then spawned and report "ready" (modules imported,
+//    connections open, schema present) without consuming anything. Spawned
+//    after the insert, they start draining as fresh processes whatever the
+//    insert's length: a process that idles for the 20 s of a million-row
+//    insert first had V8 shrink its heap meanwhile and then spent about 30% more
+//    CPU per job on a 20k drain, which W4 would have counted as the backlog's;
 //  * CHECKPOINT; then "go" is sent to every worker and the clock starts;
 //  * the drain ends when the workers' handlers have run for every job AND a query
 //    shows no due, uncompleted job left (completion committed), polled every 2 ms
@@ -142,8 +146,8 @@ export const queueSystem = (a: QueueAdapter): BenchSystem => {
 
   const w1 = async (ctx: BenchContext, p: W1Params): Promise<W1Result> => {
     await a.setup(ctx.dbUrl)
-    const workers = await spawnWorkers(ctx, a, "drain", p.processes)
     const insertPerSec = await insertJobs(a, ctx.dbUrl, p.n)
+    const workers = await spawnWorkers(ctx, a, "drain", p.processes)
     await checkpoint(ctx.adminUrl)
     const { seconds, workerCpuUsPerJob, pgCpuUsPerJob } = await timeDrain(a, ctx, workers, p.n, 0)
     const { peakRssMB } = await stopAll(workers)
@@ -179,8 +183,8 @@ export const queueSystem = (a: QueueAdapter): BenchSystem => {
   const w4 = async (ctx: BenchContext, p: W4Params): Promise<W4Result> => {
     // W4a: `backlog` runnable jobs, time the first `drain`
     await a.setup(ctx.dbUrl)
-    let workers = await spawnWorkers(ctx, a, "drain", 1)
     const backlogInsertPerSec = await insertJobs(a, ctx.dbUrl, p.backlog)
+    let workers = await spawnWorkers(ctx, a, "drain", 1)
     await checkpoint(ctx.adminUrl)
     const first = await timeDrain(a, ctx, workers, p.drain, p.backlog - p.drain)
     await stopAll(workers)
@@ -188,16 +192,20 @@ export const queueSystem = (a: QueueAdapter): BenchSystem => {
     const db2 = await ctx.freshDatabase("sleeping")
     const ctx2 = { ...ctx, dbUrl: db2 }
     await a.setup(db2)
-    workers = await spawnWorkers(ctx2, a, "drain", 1)
     await insertJobs(a, db2, p.backlog, new Date(Date.now() + 3600_000))
     await insertJobs(a, db2, p.runnable)
+    workers = await spawnWorkers(ctx2, a, "drain", 1)
     await checkpoint(ctx.adminUrl)
     const second = await timeDrain(a, ctx2, workers, p.runnable, 0)
     await stopAll(workers)
     return {
       backlogDrainPerSec: p.drain / first.seconds,
       sleepingDrainPerSec: p.runnable / second.seconds,
-      backlogInsertPerSec
+      backlogInsertPerSec,
+      backlogWorkerCpuUsPerJob: first.workerCpuUsPerJob,
+      backlogPgCpuUsPerJob: first.pgCpuUsPerJob,
+      sleepingWorkerCpuUsPerJob: second.workerCpuUsPerJob,
+      sleepingPgCpuUsPerJob: second.pgCpuUsPerJob
     }
   }
 

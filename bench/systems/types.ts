@@ -72,6 +72,11 @@ export interface W4Result {
   /** W4b: drain rate of `runnable` jobs with `backlog` sleeping ones present */
   readonly sleepingDrainPerSec: number
   readonly backlogInsertPerSec?: number
+  /** worker and Postgres CPU per job during each drain (as in W1) */
+  readonly backlogWorkerCpuUsPerJob?: number
+  readonly backlogPgCpuUsPerJob?: number
+  readonly sleepingWorkerCpuUsPerJob?: number
+  readonly sleepingPgCpuUsPerJob?: number
 }
 export interface W5Result {
   readonly peakRssMB: number
