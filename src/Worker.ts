@@ -12,7 +12,7 @@ import { decodeJsonExit } from "./internal/codec.ts"
 import { type Interpreter, makeInterpreter } from "./internal/Interpreter.ts"
 import { warn } from "./internal/log.ts"
 import { type RegisteredHandler, Registry } from "./internal/Registry.ts"
-import type { AttemptOutcome, ChildRecord, ClaimedExecution, NewChild, ParentCancelled, StepRecord } from "./internal/Store.ts"
+import type { AttemptOutcome, ChildRecord, ClaimedExecution, NewChild, CancelRequested, StepRecord } from "./internal/Store.ts"
 import { Store } from "./internal/Store.ts"
 import { uuid } from "./internal/uuid.ts"
 import { validate } from "./internal/worker/config.ts"
@@ -235,7 +235,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         fresh: claimed.fresh,
         store,
         recordStep: (record) => recordStep({ executionId: claimed.id, record }),
-        startChild: (child): Effect.Effect<ChildRecord | ParentCancelled | undefined, StoreError> => startChild(child),
+        startChild: (child): Effect.Effect<ChildRecord | CancelRequested | undefined, StoreError> => startChild(child),
         now: storeNow,
         inlineSleepMillis: config.inlineSleepMillis,
         suspend: (until) => stop(claimed.id, { _tag: "Suspend", until }),

@@ -9,7 +9,7 @@ import { TestClock } from "effect/testing"
 import { Conductor } from "../src/Conductor.ts"
 import * as Durable from "../src/Durable.ts"
 import * as MemoryStore from "../src/internal/memory/MemoryStore.ts"
-import type { NewExecution, Signal, StoreService } from "../src/internal/Store.ts"
+import type { NewExecution, Signal, StepRecord, StoreService } from "../src/internal/Store.ts"
 import * as Task from "../src/Task.ts"
 import * as TestConductor from "../src/TestConductor.ts"
 
@@ -383,8 +383,8 @@ describe("MemoryStore", () => {
       const record = { name: "s", kind: "step" as const, error: undefined, attempt: 1 }
       const [first] = yield* store.recordSteps("w", [{ executionId: uuid(1), record: { ...record, value: "first" } }])
       const [late] = yield* store.recordSteps("w", [{ executionId: uuid(1), record: { ...record, value: "late" } }])
-      assert.strictEqual(first!.value, "first")
-      assert.strictEqual(late!.value, "first", "a late writer adopts the stored value")
+      assert.strictEqual((first as StepRecord).value, "first")
+      assert.strictEqual((late as StepRecord).value, "first", "a late writer adopts the stored value")
       const child = { ...exec(uuid(20)), parentId: uuid(1), parentStep: "c", attempt: 1, timeoutMillis: 100 }
       const [started] = yield* store.startChildren("w", [child])
       const [again] = yield* store.startChildren("w", [{ ...child, id: uuid(21) }])

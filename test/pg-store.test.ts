@@ -8,7 +8,7 @@ import { Deferred, Effect, Exit, Layer, PubSub, Redacted, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { Conductor } from "../src/Conductor.ts"
 import { loadMigrations } from "../src/internal/pg/migrate.ts"
-import { Store } from "../src/internal/Store.ts"
+import { type StepRecord, Store } from "../src/internal/Store.ts"
 import * as PgStore from "../src/PgStore.ts"
 import * as Task from "../src/Task.ts"
 import { pgStack, withWorker } from "./support/stack.ts"
@@ -181,15 +181,15 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
       const [row] = yield* store.insert([{ id: crypto.randomUUID(), task: "job", queue: "q2", payload: {}, priority: 0, maxAttempts: 3 }])
       yield* store.claim({ queue: "q2", tasks: ["job"], limit: 1, workerId: worker, leaseMillis: 30_000 })
       const record = (value: number) => ({ executionId: row!.id, record: { name: "pick", kind: "step" as const, value, error: undefined, attempt: 1 } })
-      const [first] = yield* store.recordSteps(worker, [record(1)])
-      const [late] = yield* store.recordSteps(worker, [record(2)])
+      const [first] = (yield* store.recordSteps(worker, [record(1)])) as ReadonlyArray<StepRecord>
+      const [late] = (yield* store.recordSteps(worker, [record(2)])) as ReadonlyArray<StepRecord>
       assert.strictEqual(first!.value, 1)
       assert.strictEqual(late!.value, 1)
       assert.deepStrictEqual((yield* store.steps(row!.id)).map((s) => s.value), [1])
       // A mixed batch answers each input in order: new, lost to the earlier writer, not leased.
       const other = { executionId: crypto.randomUUID(), record: { name: "x", kind: "step" as const, value: 0, error: undefined, attempt: 1 } }
       const fresh = { executionId: row!.id, record: { name: "fresh", kind: "step" as const, value: { a: [1, "b"] }, error: undefined, attempt: 1 } }
-      const [a, b, c] = yield* store.recordSteps(worker, [fresh, record(3), other])
+      const [a, b, c] = (yield* store.recordSteps(worker, [fresh, record(3), other])) as ReadonlyArray<StepRecord | undefined>
       assert.deepStrictEqual({ ...a!, recordedAt: 0 }, { name: "fresh", kind: "step", value: { a: [1, "b"] }, error: undefined, attempt: 1, recordedAt: 0 })
       assert.isAtLeast(a!.recordedAt, first!.recordedAt)
       assert.deepStrictEqual({ ...b!, recordedAt: 0 }, { name: "pick", kind: "step", value: 1, error: undefined, attempt: 1, recordedAt: 0 })

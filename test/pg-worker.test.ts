@@ -348,6 +348,40 @@ layer(pgStack(), { excludeTestServices: true })("cancellation", (it) => {
       assert.deepStrictEqual((yield* conductor.get(id)).children, [])
     }))
 
+  it.effect("an execution whose cancel was requested but not yet signalled records no further step, and ends cancelled", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const sql = yield* SqlClient.SqlClient
+      const Steps = Task.make("late-steps", { payload: Schema.Struct({}) })
+      const started = yield* Deferred.make<void>()
+      const go = yield* Deferred.make<void>()
+      const ran: Array<string> = []
+      const StepsLive = Steps.toLayer(() =>
+        Effect.gen(function*() {
+          yield* Durable.step("before", Effect.sync(() => void ran.push("before")))
+          yield* Deferred.succeed(started, undefined)
+          yield* Deferred.await(go)
+          yield* Durable.step("during", Effect.sync(() => void ran.push("during")))
+          yield* Durable.step("after", Effect.sync(() => void ran.push("after")))
+        })
+      )
+      const id = yield* conductor.invoke(Steps, {})
+      // No heartbeat within the test: only the step write can notice the cancel.
+      const error = yield* withWorker(StepsLive, { heartbeatInterval: "1 hour", leaseDuration: "2 hours" }, Effect.gen(function*() {
+        yield* Deferred.await(started)
+        // What cancel() writes, without the notification.
+        yield* sql`UPDATE conductor.executions SET cancel_reason = 'quietly' WHERE id = ${id}`
+        yield* Deferred.succeed(go, undefined)
+        return yield* Effect.flip(conductor.result(Steps, id))
+      })).pipe(Effect.timeout("20 seconds"))
+      assert.strictEqual(error._tag, "ExecutionCancelled")
+      assert.match(error.message, /quietly/)
+      // The step that was running when the cancel landed ran, but was not recorded; none ran after it.
+      assert.deepStrictEqual(ran, ["before", "during"])
+      const recorded = yield* sql<{ name: string }>`SELECT name FROM conductor.steps WHERE execution_id = ${id} ORDER BY name`
+      assert.deepStrictEqual(recorded.map((r) => r.name), ["before"])
+    }))
+
   it.effect("a parent waiting on a child that was cancelled gets a typed error it can catch", () =>
     Effect.gen(function*() {
       const conductor = yield* Conductor

@@ -3,7 +3,7 @@ import { decodeOutcome, encodePayload } from "../Conductor.ts"
 import { ChildTimedOut, DuplicateStepName, StepMismatch, type StoreError } from "../Errors.ts"
 import type { AnySchema, AnyTask } from "../Task.ts"
 import { decodeJsonExit, encodeJsonExit } from "./codec.ts"
-import type { ChildRecord, NewChild, ParentCancelled, StepRecord, StoreService } from "./Store.ts"
+import type { ChildRecord, NewChild, CancelRequested, StepRecord, StoreService } from "./Store.ts"
 import { uuid } from "./uuid.ts"
 
 /**
@@ -37,8 +37,10 @@ export interface InterpreterContext {
   /** The execution's first claim: there are no recorded steps to read. */
   readonly fresh: boolean
   readonly store: StoreService
-  readonly recordStep: (record: Omit<StepRecord, "recordedAt">) => Effect.Effect<StepRecord | undefined, StoreError>
-  readonly startChild: (child: NewChild) => Effect.Effect<ChildRecord | ParentCancelled | undefined, StoreError>
+  readonly recordStep: (
+    record: Omit<StepRecord, "recordedAt">
+  ) => Effect.Effect<StepRecord | CancelRequested | undefined, StoreError>
+  readonly startChild: (child: NewChild) => Effect.Effect<ChildRecord | CancelRequested | undefined, StoreError>
   /** The store's clock, read locally (the worker keeps the offset). */
   readonly now: Effect.Effect<number>
   /** Sleeps up to this long are awaited in-process; longer ones suspend. */
@@ -110,6 +112,8 @@ export const makeInterpreter = (ctx: InterpreterContext): Interpreter => {
   const record = (rec: Omit<StepRecord, "recordedAt">) =>
     Effect.flatMap(Effect.orDie(ctx.recordStep(rec)), (stored) => {
       if (stored === undefined) return ctx.leaseLost
+      // Cancelled before its signal reached this worker: nothing more is recorded.
+      if ("_tag" in stored) return ctx.cancelled(stored.reason)
       records?.set(stored.name, stored)
       return Effect.succeed(stored)
     })

@@ -51,9 +51,12 @@ export interface ChildRecord {
   readonly deadline: number | undefined
 }
 
-/** A child was not started: its parent's cancel was requested first. */
-export interface ParentCancelled {
-  readonly _tag: "ParentCancelled"
+/**
+ * Nothing was recorded (no step, no child started): the execution's cancel
+ * was requested, and it will end cancelled whatever it does next.
+ */
+export interface CancelRequested {
+  readonly _tag: "CancelRequested"
   readonly reason: string
 }
 
@@ -249,24 +252,25 @@ export interface StoreService {
   /**
    * Records steps (first writer wins). Returns, for each input in order, the
    * record that is stored: the input's, or the earlier one a late writer adopts;
-   * undefined when the lease was lost.
+   * `CancelRequested` when the execution's cancel was requested and nothing was
+   * recorded under that name yet; undefined when the lease was lost.
    */
   readonly recordSteps: (
     workerId: string,
     records: ReadonlyArray<{ readonly executionId: string; readonly record: Omit<StepRecord, "recordedAt"> }>
-  ) => Effect.Effect<ReadonlyArray<StepRecord | undefined>, StoreError>
+  ) => Effect.Effect<ReadonlyArray<StepRecord | CancelRequested | undefined>, StoreError>
   /**
    * Starts child executions and records them as steps of their parents
    * (kind "child", value { id, deadline }), once per (parent, step name).
    * Returns what is recorded for each, in order (an earlier record wins);
-   * `ParentCancelled` when the parent's cancel was requested and nothing was
+   * `CancelRequested` when the parent's cancel was requested and nothing was
    * recorded yet (no child starts for a cancelled parent); undefined when the
    * parent's lease was lost.
    */
   readonly startChildren: (
     workerId: string,
     children: ReadonlyArray<NewChild>
-  ) => Effect.Effect<ReadonlyArray<ChildRecord | ParentCancelled | undefined>, StoreError>
+  ) => Effect.Effect<ReadonlyArray<ChildRecord | CancelRequested | undefined>, StoreError>
 
   /** Signals to every process using this store. Subscribe inside a scope. */
   readonly signals: Effect.Effect<PubSub.Subscription<Signal>, never, Scope.Scope>

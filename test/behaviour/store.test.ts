@@ -3,7 +3,7 @@
  */
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { Store } from "../../src/internal/Store.ts"
+import { type StepRecord, Store } from "../../src/internal/Store.ts"
 import { backends, unique } from "../support/backends.ts"
 
 const worker = "00000000-0000-4000-8000-0000000000aa"
@@ -71,7 +71,7 @@ for (const backend of backends) {
         }
       }))
 
-    it.effect("a parent whose cancel was requested starts no new child; a recorded one is still returned", () =>
+    it.effect("an execution whose cancel was requested starts no new child and records no new step; recorded ones are still returned", () =>
       Effect.gen(function*() {
         const store = yield* Store
         const queue = unique("q")
@@ -89,8 +89,14 @@ for (const backend of backends) {
         assert.strictEqual(yield* store.cancel(parent, "stop"), "requested")
         const [again, late] = yield* store.startChildren(worker, [child(crypto.randomUUID(), "before"), child(crypto.randomUUID(), "late")])
         assert.deepStrictEqual(again, { id: before, deadline: undefined })
-        assert.deepStrictEqual(late, { _tag: "ParentCancelled", reason: "stop" })
+        assert.deepStrictEqual(late, { _tag: "CancelRequested", reason: "stop" })
         assert.deepStrictEqual((yield* store.children(parent)).map((c) => c.id), [before])
+        // Steps likewise: a recorded one is still answered, a new one is not recorded.
+        const step = (name: string) => ({ executionId: parent, record: { name, kind: "step" as const, value: 1, error: undefined, attempt: 1 } })
+        const [kept, refused] = yield* store.recordSteps(worker, [step("before"), step("after")])
+        assert.strictEqual((kept as StepRecord).kind, "child")
+        assert.deepStrictEqual(refused, { _tag: "CancelRequested", reason: "stop" })
+        assert.deepStrictEqual((yield* store.steps(parent)).map((s) => s.name), ["before"])
       }))
   })
 }

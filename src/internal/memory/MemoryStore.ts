@@ -21,7 +21,7 @@ import type {
   Json,
   NewExecution,
   Outcome,
-  ParentCancelled,
+  CancelRequested,
   Signal,
   StepRecord,
   StoreService
@@ -523,11 +523,13 @@ export const makeWithInspector: Effect.Effect<
 
   const recordSteps: StoreService["recordSteps"] = (workerId, records) =>
     write((t) =>
-      records.map(({ executionId, record }) => {
-        if (owned(workerId, executionId) === undefined) return undefined
+      records.map(({ executionId, record }): StepRecord | CancelRequested | undefined => {
+        const execution = owned(workerId, executionId)
+        if (execution === undefined) return undefined
         const map = stepsOf(executionId)
         const existing = map.get(record.name)
         if (existing !== undefined) return copyStep(existing)
+        if (execution.cancelReason !== undefined) return { _tag: "CancelRequested", reason: execution.cancelReason }
         const stored: StepRecord = {
           name: record.name,
           kind: record.kind,
@@ -544,7 +546,7 @@ export const makeWithInspector: Effect.Effect<
   const startChildren: StoreService["startChildren"] = (workerId, list) =>
     write((t) => {
       const queues: Array<string> = []
-      const results = list.map((c): ChildRecord | ParentCancelled | undefined => {
+      const results = list.map((c): ChildRecord | CancelRequested | undefined => {
         const parent = owned(workerId, c.parentId)
         if (parent === undefined) return undefined
         const map = stepsOf(c.parentId)
@@ -553,7 +555,7 @@ export const makeWithInspector: Effect.Effect<
           const value = existing.value as { id: string; deadline: number | null } | null
           return { id: value!.id, deadline: orUndefined(value!.deadline) }
         }
-        if (parent.cancelReason !== undefined) return { _tag: "ParentCancelled", reason: parent.cancelReason }
+        if (parent.cancelReason !== undefined) return { _tag: "CancelRequested", reason: parent.cancelReason }
         // Stored like jsonb_build_object: no timeout is a JSON null deadline.
         const deadline = c.timeoutMillis === undefined ? null : t + c.timeoutMillis
         map.set(c.parentStep, {

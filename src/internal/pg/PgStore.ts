@@ -11,7 +11,7 @@ import type {
   ErrorRecord,
   ExecutionRow,
   Outcome,
-  ParentCancelled,
+  CancelRequested,
   Signal,
   StepRecord,
   StoreService
@@ -441,10 +441,12 @@ export const make = (
           ints(records.map((r) => r.record.attempt))
         ]),
         (rows) => {
-          const result: Array<StepRecord | undefined> = new Array(records.length).fill(undefined)
+          const result: Array<StepRecord | CancelRequested | undefined> = new Array(records.length).fill(undefined)
           for (const row of rows) {
             const { record } = records[row.ord - 1]!
-            result[row.ord - 1] = row.kind === null
+            result[row.ord - 1] = row.cancel_reason !== null
+              ? { _tag: "CancelRequested", reason: row.cancel_reason }
+              : row.kind === null
               // Inserted by this statement: stored as given.
               ? { ...record, value: record.value ?? null, error: record.error ?? undefined, recordedAt: row.recorded_ms }
               : toStep({ ...row, name: record.name })
@@ -482,11 +484,11 @@ export const make = (
         )
         yield* signalQueues([...new Set(rows.flatMap((row) => row.started_queue === null ? [] : [row.started_queue]))])
         const found = new Map(rows.map((row) => [`${row.parent_id}\u0000${row.parent_step}`, row]))
-        return list.map((c): ChildRecord | ParentCancelled | undefined => {
+        return list.map((c): ChildRecord | CancelRequested | undefined => {
           const row = found.get(`${c.parentId}\u0000${c.parentStep}`)
           if (row === undefined) return undefined
           if (row.child_id !== null) return { id: row.child_id, deadline: orUndefined(row.deadline_ms) }
-          return row.cancel_reason === null ? undefined : { _tag: "ParentCancelled", reason: row.cancel_reason }
+          return row.cancel_reason === null ? undefined : { _tag: "CancelRequested", reason: row.cancel_reason }
         })
       })
 

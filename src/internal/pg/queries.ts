@@ -365,27 +365,32 @@ export const queries = (S: string) => ({
       SELECT * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[]) WITH ORDINALITY
         AS t(execution_id, name, kind, value, error, attempt, ord)
     ), owned AS (
-      SELECT input.* FROM input JOIN ${S}.executions e
+      SELECT input.*, e.cancel_reason FROM input JOIN ${S}.executions e
         ON e.id = input.execution_id AND e.lease_owner = $1 AND e.status = 'running'
       WHERE e.id = ANY ($2::uuid[])
     ), inserted AS (
+      -- An execution whose cancel was requested records nothing more: it
+      -- ends cancelled whatever its handler does next.
       INSERT INTO ${S}.steps (execution_id, name, kind, value, error, attempt)
       SELECT execution_id, name, kind, value::jsonb, error::jsonb, attempt FROM owned
+      WHERE cancel_reason IS NULL
       ON CONFLICT DO NOTHING
       RETURNING execution_id, name
     ),
     -- Only rows that lost to an earlier writer read the stored one back (the
-    -- usual batch has none, and then costs no lookup).
+    -- usual batch has none, and then costs no lookup); a row of a cancelled
+    -- execution with nothing stored comes back with its cancel reason.
     lost AS MATERIALIZED (
-      SELECT o.ord, o.execution_id, o.name FROM owned o
+      SELECT o.ord, o.execution_id, o.name, o.cancel_reason FROM owned o
       WHERE NOT EXISTS (SELECT 1 FROM inserted i WHERE i.execution_id = o.execution_id AND i.name = o.name)
     )
     SELECT o.ord::int AS ord, NULL::text AS kind, NULL::jsonb AS value, NULL::jsonb AS error, NULL::int AS attempt,
-           (extract(epoch FROM now()) * 1000)::float8 AS recorded_ms
+           (extract(epoch FROM now()) * 1000)::float8 AS recorded_ms, NULL::text AS cancel_reason
     FROM inserted i JOIN owned o ON o.execution_id = i.execution_id AND o.name = i.name
     UNION ALL
-    SELECT l.ord::int, s.kind, s.value, s.error, s.attempt, (extract(epoch FROM s.recorded_at) * 1000)::float8
-    FROM lost l JOIN ${S}.steps s ON s.execution_id = l.execution_id AND s.name = l.name`,
+    SELECT l.ord::int, s.kind, s.value, s.error, s.attempt, (extract(epoch FROM s.recorded_at) * 1000)::float8,
+           CASE WHEN s.name IS NULL THEN l.cancel_reason END
+    FROM lost l LEFT JOIN ${S}.steps s ON s.execution_id = l.execution_id AND s.name = l.name`,
 
   /**
    * Starts children once per (parent, step name): the step row is the
