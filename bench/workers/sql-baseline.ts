@@ -20,7 +20,9 @@ const factory: WorkerFactory = async ({ dbUrl, options, onJob }) => {
     Array.from({ length: connections }, async () => {
       const c = new pg.Client({ connectionString: dbUrl })
       await c.connect()
-      await c.query({ name: "claim", text: CLAIM, values: [batch] }) // prepare (table is empty)
+      // Prepare it without taking anything: the jobs are already queued when
+      // the worker reports ready, and only "go" may start consuming them.
+      await c.query({ name: "claim", text: CLAIM, values: [0] })
       return c
     })
   )
