@@ -3,7 +3,7 @@ import { decodeOutcome, encodePayload } from "../Conductor.ts"
 import { ChildTimedOut, DuplicateStepName, StepMismatch, type StoreError } from "../Errors.ts"
 import type { AnySchema, AnyTask } from "../Task.ts"
 import { decodeJsonExit, encodeJsonExit } from "./codec.ts"
-import type { ChildRecord, NewChild, CancelRequested, StepRecord, StoreService } from "./Store.ts"
+import type { CancelRequested, ChildRecord, NewChild, StepRecord, StoreService } from "./Store.ts"
 import { uuid } from "./uuid.ts"
 
 /**

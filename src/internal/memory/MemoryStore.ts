@@ -13,6 +13,7 @@ import type { Scope } from "effect"
 import type {
   ActiveStatus,
   AttemptOutcome,
+  CancelRequested,
   CancelResult,
   ChildRecord,
   ErrorRecord,
@@ -21,7 +22,6 @@ import type {
   Json,
   NewExecution,
   Outcome,
-  CancelRequested,
   Signal,
   StepRecord,
   StoreService

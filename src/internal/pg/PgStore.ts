@@ -5,13 +5,13 @@ import { SqlClient } from "effect/sql"
 import type { SqlError } from "effect/sql/SqlError"
 import { InvalidConfig, type SchemaTooNew, StoreError } from "../../Errors.ts"
 import type {
+  CancelRequested,
   CancelResult,
   ChildRecord,
   ClaimedExecution,
   ErrorRecord,
   ExecutionRow,
   Outcome,
-  CancelRequested,
   Signal,
   StepRecord,
   StoreService
