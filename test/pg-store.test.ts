@@ -4,7 +4,7 @@
  */
 import { assert, layer } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Deferred, Effect, Exit, Layer, PubSub, Redacted, Schema } from "effect"
+import { Context, Deferred, Effect, Exit, Layer, PubSub, Redacted, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { Conductor } from "../src/Conductor.ts"
 import { loadMigrations } from "../src/internal/pg/migrate.ts"
@@ -281,4 +281,66 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
       const [row] = yield* sql<{ status: string; lease_owner: string }>`SELECT status, lease_owner FROM conductor.executions WHERE id = ${id}`
       assert.deepStrictEqual(row, { status: "running", lease_owner: other })
     }))
+})
+
+layer(pgStack(), { excludeTestServices: true })("plans and table growth", (it) => {
+  it.effect("reads and periodic statements stay on their indexes when a table grows far past the statistics of its first plans", () =>
+    Effect.gen(function*() {
+      const { url } = yield* TestDatabase
+      const sql = yield* SqlClient.SqlClient
+      const schema = "growth"
+      // Two connections: the signal listener's, and one that runs every statement of the
+      // store (so its statistics can be flushed from it).
+      const context = yield* Layer.build(
+        PgStore.layer({ schema }).pipe(Layer.provideMerge(PgClient.layer({ url: Redacted.make(url), maxConnections: 2 })))
+      )
+      const store = Context.get(context, Store)
+      const own = Context.get(context, SqlClient.SqlClient)
+      const rows = (n: number, status: string) =>
+        sql.unsafe(`INSERT INTO ${schema}.executions (id, task, queue, status, payload, max_attempts, parent_id, lease_owner, lease_expires_at)
+          SELECT gen_random_uuid(), 't', 'q', '${status}', '{}', 1, gen_random_uuid(),
+                 ${status === "running" ? "gen_random_uuid(), now() + interval '1 hour'" : "NULL, NULL"}
+          FROM generate_series(1, ${n})`)
+      const history = (n: number) =>
+        sql.unsafe(`INSERT INTO ${schema}.finished_executions (id, task, queue, status, priority, payload, attempts, max_attempts, parent_id, created_at)
+          SELECT gen_random_uuid(), 't', 'q', 'completed', 0, '{}', 1, 1, gen_random_uuid(), now() FROM generate_series(1, ${n})`)
+      const steps = (n: number) =>
+        sql.unsafe(`INSERT INTO ${schema}.steps (execution_id, name, kind, value, attempt)
+          SELECT gen_random_uuid(), 's', 'step', '1', 1 FROM generate_series(1, ${n})`)
+      // A quiet start: a few rows, analyzed (as autovacuum does early on).
+      yield* rows(20, "pending")
+      yield* history(20)
+      yield* steps(20)
+      yield* sql.unsafe(`ANALYZE ${schema}.executions, ${schema}.finished_executions, ${schema}.steps`)
+      const some = crypto.randomUUID()
+      const worker = crypto.randomUUID()
+      const probe = Effect.all([
+        store.get(some),
+        store.children(some),
+        store.steps(some),
+        store.unknownIds([some]),
+        store.cancel(some, "nothing there"),
+        store.heartbeat(worker, [some], 60_000),
+        store.orphans(worker, [some]),
+        store.promoteDue,
+        store.recoverExpiredLeases
+      ])
+      // Past the point where Postgres keeps a prepared statement's generic plan.
+      for (let i = 0; i < 8; i++) yield* probe
+      // Then a burst, before autovacuum has analyzed again.
+      yield* rows(30_000, "pending")
+      yield* rows(20_000, "running")
+      yield* history(50_000)
+      yield* steps(50_000)
+      const seqScans = Effect.gen(function*() {
+        yield* own`SELECT pg_stat_force_next_flush()`
+        yield* own`SELECT 1` // the flush happens at the end of a transaction on that connection
+        const found = yield* sql<{ relname: string; seq_scan: number }>`
+          SELECT relname, seq_scan::int FROM pg_stat_user_tables WHERE schemaname = ${schema} ORDER BY relname`
+        return Object.fromEntries(found.map((r) => [r.relname, r.seq_scan]))
+      })
+      const before = yield* seqScans
+      yield* probe
+      assert.deepStrictEqual(yield* seqScans, before)
+    }).pipe(Effect.scoped))
 })

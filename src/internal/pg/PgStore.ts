@@ -129,8 +129,23 @@ export const make = (
 
     const Q = queries(quoteIdent(schema))
     const channel = `${schema}_conductor`
+    /**
+     * A statement prepared once per connection. Postgres may then keep a
+     * generic plan made with the statistics of that moment, so this is for the
+     * hot statements, whose plans are pinned by their shape: rows found
+     * through the lease index (bounded by what is running), or inside
+     * functions that cannot plan a sequential scan (migrations/0002, 0003).
+     */
     const run = <A extends object = any>(operation: string, text: string, params: ReadonlyArray<unknown> = []) =>
       Effect.mapError(sql.unsafe<A>(text, params), toStoreError(operation))
+    /**
+     * A statement planned at every call, with the table's current size. For
+     * reads and periodic statements: a generic plan made while a table was
+     * small (a sequential scan) and kept by a prepared statement read the
+     * whole table on every call once it had grown, until the next ANALYZE.
+     */
+    const runPlanned = <A extends object = any>(operation: string, text: string, params: ReadonlyArray<unknown> = []) =>
+      Effect.mapError(sql.unsafe<A>(text, params).unprepared, toStoreError(operation))
 
     // --- signals: one listener connection, re-subscribed after a loss ---
     const hub = yield* PubSub.unbounded<Signal>()
@@ -323,11 +338,11 @@ export const make = (
       })
 
     const orphans: StoreService["orphans"] = (workerId, known) =>
-      Effect.map(run<{ id: string }>("orphans", Q.orphans, [workerId, uuids(known)]), (rows) => rows.map((row) => row.id))
+      Effect.map(runPlanned<{ id: string }>("orphans", Q.orphans, [workerId, uuids(known)]), (rows) => rows.map((row) => row.id))
 
     const heartbeat: StoreService["heartbeat"] = (workerId, ids, leaseMillis) =>
       ids.length === 0 ? Effect.succeed({ lost: [], cancelRequested: [] }) : Effect.map(
-        run<{ id: string; cancel_reason: string | null }>("heartbeat", Q.heartbeat, [workerId, uuids(ids), leaseMillis]),
+        runPlanned<{ id: string; cancel_reason: string | null }>("heartbeat", Q.heartbeat, [workerId, uuids(ids), leaseMillis]),
         (rows) => {
           const kept = new Set(rows.map((row) => row.id))
           return {
@@ -340,7 +355,7 @@ export const make = (
       )
 
     const recoverExpiredLeases = Effect.gen(function*() {
-      const [row] = yield* run<{ touched: number; queues: Array<string>; finished: number }>(
+      const [row] = yield* runPlanned<{ touched: number; queues: Array<string>; finished: number }>(
         "recoverExpiredLeases",
         Q.recoverExpired
       )
@@ -350,14 +365,14 @@ export const make = (
     })
 
     const promoteDue: StoreService["promoteDue"] = Effect.gen(function*() {
-      const [row] = yield* run<{ queues: Array<string>; more: boolean; next_ms: number | null }>("promoteDue", Q.promoteDue)
+      const [row] = yield* runPlanned<{ queues: Array<string>; more: boolean; next_ms: number | null }>("promoteDue", Q.promoteDue)
       yield* signalQueues(row?.queues)
       return { next: orUndefined(row?.next_ms), more: row?.more ?? false }
     })
 
     const cancel: StoreService["cancel"] = (id, reason) =>
       Effect.gen(function*() {
-        const [row] = yield* run<{
+        const [row] = yield* runPlanned<{
           root_status: string | null
           flagged: Array<string>
           finished: number
@@ -376,7 +391,7 @@ export const make = (
         if (row.root_status === null) {
           if (row.already_finished) return "finished"
           // It may have finished while the cancel waited for its lock: look again.
-          const [again] = yield* run<{ finished: boolean }>("cancel", Q.finishedExists, [id])
+          const [again] = yield* runPlanned<{ finished: boolean }>("cancel", Q.finishedExists, [id])
           return again?.finished ? "finished" : "not-found"
         }
         return row.root_status === "running" ? "requested" : "cancelled"
@@ -384,16 +399,16 @@ export const make = (
 
     const get: StoreService["get"] = (id) =>
       Effect.gen(function*() {
-        const active = yield* run("get", Q.getActive, [id])
+        const active = yield* runPlanned("get", Q.getActive, [id])
         if (active.length > 0) return rowToExecution(active[0])
-        const finished = yield* run("get", Q.getFinished, [id])
+        const finished = yield* runPlanned("get", Q.getFinished, [id])
         return finished.length > 0 ? rowToExecution(finished[0]) : undefined
       })
 
     const children: StoreService["children"] = (id) =>
       Effect.gen(function*() {
-        const active = yield* run("children", Q.childrenActive, [id])
-        const finished = yield* run("children", Q.childrenFinished, [id])
+        const active = yield* runPlanned("children", Q.childrenActive, [id])
+        const finished = yield* runPlanned("children", Q.childrenFinished, [id])
         return [...active, ...finished].map(rowToExecution).sort((a, b) => a.createdAt - b.createdAt)
       })
 
@@ -413,7 +428,7 @@ export const make = (
 
     const unknownIds: StoreService["unknownIds"] = (ids) =>
       ids.length === 0 ? Effect.succeed([]) : Effect.map(
-        run<{ id: string }>("unknownIds", Q.unknownIds, [uuids(ids)]),
+        runPlanned<{ id: string }>("unknownIds", Q.unknownIds, [uuids(ids)]),
         (rows) => rows.map((row) => row.id)
       )
 
@@ -427,7 +442,7 @@ export const make = (
     })
 
     const steps: StoreService["steps"] = (executionId) =>
-      Effect.map(run<any>("steps", Q.steps, [executionId]), (rows) => rows.map(toStep))
+      Effect.map(runPlanned<any>("steps", Q.steps, [executionId]), (rows) => rows.map(toStep))
 
     const recordSteps: StoreService["recordSteps"] = (workerId, records) =>
       records.length === 0 ? Effect.succeed([]) : Effect.map(
