@@ -284,7 +284,7 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
 })
 
 layer(pgStack(), { excludeTestServices: true })("plans and table growth", (it) => {
-  it.effect("reads and periodic statements stay on their indexes when a table grows far past the statistics of its first plans", () =>
+  it.effect("every statement of the store stays on its indexes when a table grows far past the statistics of its first plans", () =>
     Effect.gen(function*() {
       const { url } = yield* TestDatabase
       const sql = yield* SqlClient.SqlClient
@@ -323,7 +323,16 @@ layer(pgStack(), { excludeTestServices: true })("plans and table growth", (it) =
         store.heartbeat(worker, [some], 60_000),
         store.orphans(worker, [some]),
         store.promoteDue,
-        store.recoverExpiredLeases
+        store.recoverExpiredLeases,
+        store.claim({ queue: "nobody", tasks: ["t"], limit: 10, workerId: worker, leaseMillis: 60_000 }),
+        // Per-batch statements: finishAndClaim, finish, requeue, step and child writes.
+        store.finish(worker, [{ _tag: "Completed", id: some, result: null }], { queue: "nobody", tasks: ["t"], limit: 10, leaseMillis: 60_000 }),
+        store.finish(worker, [{ _tag: "Completed", id: some, result: null }, { _tag: "Released", id: crypto.randomUUID() }]),
+        store.recordSteps(worker, [{ executionId: some, record: { name: "s", kind: "step", value: 1, error: undefined, attempt: 1 } }]),
+        store.startChildren(worker, [{
+          id: crypto.randomUUID(), task: "c", queue: "q", payload: {}, priority: 0, maxAttempts: 1, delayMillis: undefined,
+          parentId: some, parentStep: "c", attempt: 1, timeoutMillis: undefined
+        }])
       ])
       // Past the point where Postgres keeps a prepared statement's generic plan.
       for (let i = 0; i < 8; i++) yield* probe

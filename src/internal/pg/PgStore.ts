@@ -131,10 +131,10 @@ export const make = (
     const channel = `${schema}_conductor`
     /**
      * A statement prepared once per connection. Postgres may then keep a
-     * generic plan made with the statistics of that moment, so this is for the
-     * hot statements, whose plans are pinned by their shape: rows found
-     * through the lease index (bounded by what is running), or inside
-     * functions that cannot plan a sequential scan (migrations/0002, 0003).
+     * generic plan made with the statistics of that moment, so this is for
+     * the hot statements that cannot go wrong that way: the per-batch ones
+     * call functions planned without sequential scans (migrations/0003,
+     * 0004), and an insert reads no table.
      */
     const run = <A extends object = any>(operation: string, text: string, params: ReadonlyArray<unknown> = []) =>
       Effect.mapError(sql.unsafe<A>(text, params), toStoreError(operation))

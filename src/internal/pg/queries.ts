@@ -7,32 +7,16 @@
  * joining a CTE or `unnest`: the planner then uses the primary key whatever
  * its (often stale) estimates say, where a hash join could scan the whole
  * table and turn a million-row backlog into seconds per batch.
+ *
+ * The worker's per-batch statements (claim, finish, requeue, step and child
+ * writes) live in functions (migrations/0004) planned with sequential scans
+ * off: a prepared statement's generic plan made while the table was small is
+ * a sequential scan, kept until the next ANALYZE. Reads and periodic
+ * statements are planned at each call instead (see PgStore).
  */
 
 const finishedColumns =
   "id, task, queue, status, priority, payload, result, error, attempts, max_attempts, dedupe_key, parent_id, parent_step, created_at, started_at"
-
-/**
- * Tells result waiters which executions in CTE `moved` finished: `f:` and up
- * to 190 ids per notification (a payload must stay under 8000 bytes).
- */
-const notifyFinished = `SELECT pg_notify($6, 'f:' || string_agg(id::text, ','))
-      FROM (SELECT id, (row_number() OVER () - 1) / 190 AS chunk FROM moved) AS m GROUP BY chunk`
-
-/**
- * Leases the rows of CTE `picked` to worker `owner` for `leaseMs` and counts
- * their attempt. `fresh`: started by this very claim (started_at is only set by
- * a first claim, to the claiming transaction's now()), so no step was recorded
- * yet and the worker need not read them.
- */
-const leasePicked = (S: string, owner: string, leaseMs: string) => `
-    UPDATE ${S}.executions e
-    SET status = 'running', attempts = e.attempts + 1, lease_owner = ${owner},
-        lease_expires_at = now() + ${leaseMs} * interval '1 millisecond',
-        started_at = COALESCE(e.started_at, now()), wake = false, updated_at = now()
-    WHERE e.id = ANY (ARRAY(SELECT id FROM picked))
-    RETURNING e.id, e.task, e.queue, e.payload, e.attempts, e.max_attempts, e.parent_id,
-              (e.started_at = now()) AS fresh`
 
 /**
  * Wakes the parents of the executions in CTE `moved` (which must return
@@ -49,46 +33,6 @@ const wakeParents = (S: string, exclude = "") => `
     WHERE p.id = ANY (ARRAY(SELECT parent_id FROM moved WHERE parent_id IS NOT NULL)) ${exclude}
     RETURNING p.queue, p.status
   )`
-
-/**
- * The CTEs that finish a batch for good (completed / failed / cancelled):
- * delete the leased rows and insert them into finished_executions, wake their
- * parents, and send the signals with the commit. $1 worker, $2-$5 the batch,
- * $6 the signal channel. Fenced: only rows still leased to $1 move. A cancel
- * request that committed first turns a completion or failure into 'cancelled'
- * with the requested reason.
- */
-const finishCtes = (S: string) => `
-    WITH input AS (
-      SELECT id, status, result::jsonb, error::jsonb
-      FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[]) AS t(id, status, result, error)
-    ), deleted AS (
-      DELETE FROM ${S}.executions e
-      WHERE e.id = ANY ($2::uuid[]) AND e.lease_owner = $1 AND e.status = 'running'
-      RETURNING e.*
-    ), done AS (
-      SELECT deleted.*, input.status AS final_status, input.result AS final_result, input.error AS final_error
-      FROM deleted JOIN input USING (id)
-    ), moved AS (
-      INSERT INTO ${S}.finished_executions (${finishedColumns})
-      SELECT id, task, queue,
-             CASE WHEN cancel_reason IS NOT NULL THEN 'cancelled' ELSE final_status END,
-             priority, payload,
-             CASE WHEN cancel_reason IS NOT NULL THEN NULL ELSE final_result END,
-             CASE WHEN cancel_reason IS NOT NULL OR final_status = 'cancelled'
-                  THEN jsonb_build_object('_tag', 'Cancelled', 'reason', COALESCE(cancel_reason, final_error ->> 'reason', 'cancelled'))
-                  ELSE final_error END,
-             attempts, max_attempts, dedupe_key, parent_id, parent_step, created_at, started_at
-      FROM done
-      RETURNING id, parent_id
-    ), ${wakeParents(S)},
-    -- Signals go out with the commit, from inside the statement: no extra round
-    -- trip, and one notification per 190 finished ids (not per row).
-    signalled AS (
-      ${notifyFinished}
-      UNION ALL
-      SELECT pg_notify($6, 'w:' || queue) FROM (SELECT DISTINCT queue FROM woken WHERE status = 'pending') AS q
-    )`
 
 export const queries = (S: string) => ({
   now: `SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS now`,
@@ -126,10 +70,10 @@ export const queries = (S: string) => ({
     SELECT inserted.*, (SELECT count(*) FROM signalled)::int AS signals FROM inserted`,
 
   /**
-   * Claims a batch: the partial claim index holds only 'pending' rows in claim
-   * order, so `claimable` (migrations/0002) reads `limit` index entries; SKIP
-   * LOCKED lets concurrent claimers take disjoint batches without waiting on
-   * each other. Its commit does not wait for the WAL flush: if the server
+   * Claims a batch (`claim`, migrations/0004): the partial claim index holds
+   * only 'pending' rows in claim order, so it reads `limit` index entries;
+   * SKIP LOCKED lets concurrent claimers take disjoint batches without waiting
+   * on each other. Its commit does not wait for the WAL flush: if the server
    * crashed before the flush, the claim would be lost and the execution run
    * again without that attempt counted, which at-least-once allows; anything
    * durable the handler writes is committed with a flush, which covers the
@@ -140,35 +84,31 @@ export const queries = (S: string) => ({
     WITH relaxed AS MATERIALIZED (
       -- This commit does not wait for its WAL flush (see above).
       SELECT set_config('synchronous_commit', 'off', true) AS setting
-    ), picked AS (
-      SELECT id FROM relaxed, ${S}.claimable($1, $2::text[], $3) AS id
     )
-    ${leasePicked(S, "$4", "$5")}`,
+    SELECT c.* FROM relaxed, ${S}.claim($1, $2::text[], $3, $4, $5) AS c`,
 
-  /** Finishes a batch for good; see finishCtes. */
-  finish: `
-    ${finishCtes(S)}
-    SELECT (SELECT count(*) FROM moved)::int AS finished, (SELECT count(*) FROM signalled)::int AS signals`,
+  /**
+   * Finishes a batch for good (`finish`, migrations/0004): $1 worker, $2-$5
+   * the batch, $6 the signal channel. Fenced by the lease; wakes parents and
+   * signals result waiters with the commit.
+   */
+  finish: `SELECT * FROM ${S}.finish($1, $2::uuid[], $3::text[], $4::text[], $5::text[], $6)`,
 
   /**
    * `finish` and `claim` in one statement and one commit: a busy worker hands
    * back a batch of outcomes and takes its next batch in a single round trip.
    * $7 queue, $8 tasks, $9 limit, $10 lease ms; the worker is $1. The claim
-   * reads the snapshot from before the statement, which is all it needs (the
-   * rows it finishes were running, not pending). One row at least, so the
-   * signals are always evaluated; claimed columns are NULL when none was taken.
+   * runs after the finish (its limit refers to the finish's row), as a
+   * statement of its own in the same transaction. One row at least; claimed
+   * columns are NULL when none was taken.
    */
   finishAndClaim: `
-    ${finishCtes(S)},
-    picked AS (
-      SELECT id FROM ${S}.claimable($7, $8::text[], $9) AS id
-    ), claimed AS (
-      ${leasePicked(S, "$1", "$10")}
-    )
-    SELECT c.*, s.signals FROM (SELECT count(*)::int AS signals FROM signalled) AS s LEFT JOIN claimed c ON true`,
+    SELECT c.*, f.signals
+    FROM ${S}.finish($1, $2::uuid[], $3::text[], $4::text[], $5::text[], $6) AS f
+    LEFT JOIN LATERAL ${S}.claim($7, $8::text[], $9 + 0 * f.finished, $1, $10) AS c ON true`,
 
   /**
-   * Puts leased rows back in one statement.
+   * Puts leased rows back in one statement (`requeue`, migrations/0004).
    *   next 'retry':   scheduled at now()+delay (pending when the delay is 0); the attempt stays used
    *   next 'release': pending; the attempt is given back
    *   next 'suspend': waiting until at_ms (NULL: until woken); the attempt is given back;
@@ -176,56 +116,7 @@ export const queries = (S: string) => ({
    * A row whose cancel was requested while it ran ends as cancelled instead.
    * Returns one row at least (queue NULL when nothing was requeued).
    */
-  requeue: `
-    WITH input AS (
-      SELECT id, next, at_ms, error::jsonb
-      FROM unnest($2::uuid[], $3::text[], $4::float8[], $5::text[]) AS t(id, next, at_ms, error)
-    ), target AS (
-      SELECT input.id, input.next, input.error,
-             CASE input.next WHEN 'retry' THEN now() + input.at_ms * interval '1 millisecond'
-                             WHEN 'suspend' THEN COALESCE(to_timestamp(input.at_ms / 1000.0), 'infinity')
-                             ELSE now() END AS run_at
-      FROM input
-    ),
-    -- Lock first: a cancel committing meanwhile is then seen (the lock returns
-    -- the latest version), so each row goes exactly one way below.
-    locked AS (
-      SELECT e.id, e.cancel_reason FROM ${S}.executions e
-      WHERE e.id = ANY ($2::uuid[]) AND e.lease_owner = $1 AND e.status = 'running'
-      FOR UPDATE
-    ), requeued AS (
-      UPDATE ${S}.executions e
-      SET status = CASE
-            WHEN t.next = 'suspend' THEN CASE WHEN e.wake OR t.run_at <= now() THEN 'pending' ELSE 'waiting' END
-            WHEN t.run_at > now() THEN 'scheduled'
-            ELSE 'pending' END,
-          run_at = CASE WHEN t.next = 'suspend' AND (e.wake OR t.run_at <= now()) THEN now() ELSE t.run_at END,
-          attempts = CASE WHEN t.next = 'retry' THEN e.attempts ELSE e.attempts - 1 END,
-          last_error = COALESCE(t.error, e.last_error),
-          wake = false, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-      FROM target t
-      WHERE e.id = ANY (ARRAY(SELECT id FROM locked WHERE cancel_reason IS NULL)) AND e.id = t.id
-      RETURNING e.queue, e.status, (extract(epoch FROM e.run_at) * 1000)::float8 AS run_at_ms
-    ),
-    -- Cancelled while it ran: it ends here, as cancelled, instead of going back.
-    done AS (
-      DELETE FROM ${S}.executions e
-      WHERE e.id = ANY (ARRAY(SELECT id FROM locked WHERE cancel_reason IS NOT NULL))
-      RETURNING e.*
-    ), moved AS (
-      INSERT INTO ${S}.finished_executions (${finishedColumns})
-      SELECT id, task, queue, 'cancelled', priority, payload, NULL,
-             jsonb_build_object('_tag', 'Cancelled', 'reason', cancel_reason),
-             attempts, max_attempts, dedupe_key, parent_id, parent_step, created_at, started_at
-      FROM done
-      RETURNING id, parent_id
-    ), ${wakeParents(S)},
-    signalled AS (
-      ${notifyFinished}
-      UNION ALL
-      SELECT pg_notify($6, 'w:' || queue) FROM (SELECT DISTINCT queue FROM woken WHERE status = 'pending') AS q
-    )
-    SELECT r.*, s.signals FROM (SELECT count(*)::int AS signals FROM signalled) AS s LEFT JOIN requeued r ON true`,
+  requeue: `SELECT * FROM ${S}.requeue($1, $2::uuid[], $3::text[], $4::float8[], $5::text[], $6)`,
 
   /** Rows leased to $1 that the worker does not know of ($2): see Store.orphans. */
   orphans: `SELECT id FROM ${S}.executions
@@ -353,86 +244,24 @@ export const queries = (S: string) => ({
     FROM ${S}.steps WHERE execution_id = $1`,
 
   /**
-   * Records steps of many executions in one statement and one commit. Fenced
+   * Records steps of many executions in one statement and one commit
+   * (`record_steps`, migrations/0004). Fenced
    * by the lease; ON CONFLICT DO NOTHING makes the first writer win. One row
    * per input the lease allowed, by its 1-based position (`ord`): what this
    * statement inserted comes back with only its recording time (the input is
    * what is stored, so nothing else is sent back and decoded); what lost to an
    * earlier writer comes back as stored.
    */
-  recordSteps: `
-    WITH input AS (
-      SELECT * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[]) WITH ORDINALITY
-        AS t(execution_id, name, kind, value, error, attempt, ord)
-    ), owned AS (
-      SELECT input.*, e.cancel_reason FROM input JOIN ${S}.executions e
-        ON e.id = input.execution_id AND e.lease_owner = $1 AND e.status = 'running'
-      WHERE e.id = ANY ($2::uuid[])
-    ), inserted AS (
-      -- An execution whose cancel was requested records nothing more: it
-      -- ends cancelled whatever its handler does next.
-      INSERT INTO ${S}.steps (execution_id, name, kind, value, error, attempt)
-      SELECT execution_id, name, kind, value::jsonb, error::jsonb, attempt FROM owned
-      WHERE cancel_reason IS NULL
-      ON CONFLICT DO NOTHING
-      RETURNING execution_id, name
-    ),
-    -- Only rows that lost to an earlier writer read the stored one back (the
-    -- usual batch has none, and then costs no lookup); a row of a cancelled
-    -- execution with nothing stored comes back with its cancel reason.
-    lost AS MATERIALIZED (
-      SELECT o.ord, o.execution_id, o.name, o.cancel_reason FROM owned o
-      WHERE NOT EXISTS (SELECT 1 FROM inserted i WHERE i.execution_id = o.execution_id AND i.name = o.name)
-    )
-    SELECT o.ord::int AS ord, NULL::text AS kind, NULL::jsonb AS value, NULL::jsonb AS error, NULL::int AS attempt,
-           (extract(epoch FROM now()) * 1000)::float8 AS recorded_ms, NULL::text AS cancel_reason
-    FROM inserted i JOIN owned o ON o.execution_id = i.execution_id AND o.name = i.name
-    UNION ALL
-    SELECT l.ord::int, s.kind, s.value, s.error, s.attempt, (extract(epoch FROM s.recorded_at) * 1000)::float8,
-           CASE WHEN s.name IS NULL THEN l.cancel_reason END
-    FROM lost l LEFT JOIN ${S}.steps s ON s.execution_id = l.execution_id AND s.name = l.name`,
+  recordSteps: `SELECT * FROM ${S}.record_steps($1, $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[])`,
 
   /**
-   * Starts children once per (parent, step name): the step row is the
+   * Starts children once per (parent, step name) (`start_children`,
+   * migrations/0004): the step row is the
    * once-only guard (a finished child leaves the hot table, so a unique index
    * there could not be), and only children whose step row was inserted here
    * are inserted. Fenced by the parent's lease; a parent whose cancel was
    * requested starts none (its cancel_reason comes back instead).
    */
-  startChildren: `
-    WITH input AS (
-      SELECT * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int[], $6::text[], $7::int[],
-                           $8::float8[], $9::uuid[], $10::text[], $11::int[], $12::float8[])
-        AS t(id, task, queue, priority, payload, max_attempts, delay_ms, parent_id, parent_step, attempt, timeout_ms)
-    ), owned AS (
-      SELECT input.*, e.cancel_reason FROM input JOIN ${S}.executions e
-        ON e.id = input.parent_id AND e.lease_owner = $1 AND e.status = 'running'
-      WHERE e.id = ANY ($9::uuid[])
-    ), recorded AS (
-      INSERT INTO ${S}.steps (execution_id, name, kind, value, attempt)
-      SELECT parent_id, parent_step, 'child',
-             jsonb_build_object('id', id, 'deadline',
-               (extract(epoch FROM now() + timeout_ms * interval '1 millisecond') * 1000)::float8),
-             attempt
-      FROM owned
-      WHERE cancel_reason IS NULL
-      ON CONFLICT DO NOTHING
-      RETURNING execution_id, name, value
-    ), started AS (
-      INSERT INTO ${S}.executions (id, task, queue, status, priority, run_at, payload, max_attempts, parent_id, parent_step)
-      SELECT o.id, o.task, o.queue,
-             CASE WHEN COALESCE(o.delay_ms, 0) > 0 THEN 'scheduled' ELSE 'pending' END,
-             o.priority, now() + COALESCE(o.delay_ms, 0) * interval '1 millisecond', o.payload::jsonb, o.max_attempts,
-             o.parent_id, o.parent_step
-      FROM owned o JOIN recorded r ON r.execution_id = o.parent_id AND r.name = o.parent_step
-      RETURNING id, queue
-    )
-    SELECT o.parent_id, o.parent_step,
-           COALESCE(r.value, s.value) ->> 'id' AS child_id,
-           (COALESCE(r.value, s.value) ->> 'deadline')::float8 AS deadline_ms,
-           st.queue AS started_queue, o.cancel_reason
-    FROM owned o
-    LEFT JOIN recorded r ON r.execution_id = o.parent_id AND r.name = o.parent_step
-    LEFT JOIN started st ON st.id = o.id
-    LEFT JOIN ${S}.steps s ON r.name IS NULL AND s.execution_id = o.parent_id AND s.name = o.parent_step`
+  startChildren: `SELECT * FROM ${S}.start_children($1, $2::uuid[], $3::text[], $4::text[], $5::int[], $6::text[], $7::int[],
+    $8::float8[], $9::uuid[], $10::text[], $11::int[], $12::float8[])`
 })
