@@ -100,15 +100,34 @@ END
 $$;
 
 -- Puts leased rows back (see `requeue` in queries.ts for the meaning of each
--- `next`). A row whose cancel was requested while it ran ends as cancelled
--- instead. One row at least (queue NULL when nothing was requeued).
+-- `next`), in three steps of one transaction:
+--   1. lock the rows still leased to p_owner: a cancel committing meanwhile is
+--      then seen (the lock returns the latest version), so each row goes
+--      exactly one way below;
+--   2. requeue those without a cancel request;
+--   3. finish the others as cancelled, through `finish` (which turns a row
+--      with a cancel request into 'cancelled' with its reason). A parent
+--      requeued in step 2 and woken in step 3 is then woken for good.
+-- Returns the requeued rows.
 CREATE FUNCTION {{schema}}.requeue(p_owner uuid, p_ids uuid[], p_nexts text[], p_at_ms float8[], p_errors text[], p_channel text)
-RETURNS TABLE (queue text, status text, run_at_ms float8, signals integer)
+RETURNS TABLE (queue text, status text, run_at_ms float8)
 LANGUAGE plpgsql
 SET enable_seqscan = off
 AS $$
 #variable_conflict use_column
+DECLARE
+  back uuid[];
+  cancelled uuid[];
 BEGIN
+  WITH locked AS (
+    SELECT e.id, e.cancel_reason FROM {{schema}}.executions e
+    WHERE e.id = ANY (p_ids) AND e.lease_owner = p_owner AND e.status = 'running'
+    FOR UPDATE
+  )
+  SELECT array_agg(l.id) FILTER (WHERE l.cancel_reason IS NULL), array_agg(l.id) FILTER (WHERE l.cancel_reason IS NOT NULL)
+  INTO back, cancelled
+  FROM locked l;
+
   RETURN QUERY
     WITH input AS (
       SELECT t.id, t.next, t.at_ms, t.error::jsonb AS error
@@ -119,56 +138,27 @@ BEGIN
                          WHEN 'suspend' THEN COALESCE(to_timestamp(i.at_ms / 1000.0), 'infinity')
                          ELSE now() END AS run_at
       FROM input i
-    ),
-    -- Lock first: a cancel committing meanwhile is then seen (the lock returns
-    -- the latest version), so each row goes exactly one way below.
-    locked AS (
-      SELECT e.id, e.cancel_reason FROM {{schema}}.executions e
-      WHERE e.id = ANY (p_ids) AND e.lease_owner = p_owner AND e.status = 'running'
-      FOR UPDATE
-    ), requeued AS (
-      UPDATE {{schema}}.executions e
-      SET status = CASE
-            WHEN t.next = 'suspend' THEN CASE WHEN e.wake OR t.run_at <= now() THEN 'pending' ELSE 'waiting' END
-            WHEN t.run_at > now() THEN 'scheduled'
-            ELSE 'pending' END,
-          run_at = CASE WHEN t.next = 'suspend' AND (e.wake OR t.run_at <= now()) THEN now() ELSE t.run_at END,
-          attempts = CASE WHEN t.next = 'retry' THEN e.attempts ELSE e.attempts - 1 END,
-          last_error = COALESCE(t.error, e.last_error),
-          wake = false, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-      FROM target t
-      WHERE e.id = ANY (ARRAY(SELECT l.id FROM locked l WHERE l.cancel_reason IS NULL)) AND e.id = t.id
-      RETURNING e.queue, e.status, (extract(epoch FROM e.run_at) * 1000)::float8 AS run_at_ms
-    ),
-    -- Cancelled while it ran: it ends here, as cancelled, instead of going back.
-    done AS (
-      DELETE FROM {{schema}}.executions e
-      WHERE e.id = ANY (ARRAY(SELECT l.id FROM locked l WHERE l.cancel_reason IS NOT NULL))
-      RETURNING e.*
-    ), moved AS (
-      INSERT INTO {{schema}}.finished_executions
-        (id, task, queue, status, priority, payload, result, error, attempts, max_attempts, dedupe_key, parent_id, parent_step, created_at, started_at)
-      SELECT d.id, d.task, d.queue, 'cancelled', d.priority, d.payload, NULL,
-             jsonb_build_object('_tag', 'Cancelled', 'reason', d.cancel_reason),
-             d.attempts, d.max_attempts, d.dedupe_key, d.parent_id, d.parent_step, d.created_at, d.started_at
-      FROM done d
-      RETURNING finished_executions.id, finished_executions.parent_id
-    ), woken AS (
-      UPDATE {{schema}}.executions p
-      SET wake = true,
-          status = CASE WHEN p.status = 'waiting' THEN 'pending' ELSE p.status END,
-          run_at = CASE WHEN p.status = 'waiting' THEN now() ELSE p.run_at END,
-          updated_at = now()
-      WHERE p.id = ANY (ARRAY(SELECT m.parent_id FROM moved m WHERE m.parent_id IS NOT NULL))
-      RETURNING p.queue, p.status
-    ), signalled AS (
-      SELECT pg_notify(p_channel, 'f:' || string_agg(c.id::text, ','))
-      FROM (SELECT m.id, (row_number() OVER () - 1) / 190 AS chunk FROM moved m) AS c GROUP BY c.chunk
-      UNION ALL
-      SELECT pg_notify(p_channel, 'w:' || q.queue) FROM (SELECT DISTINCT w.queue FROM woken w WHERE w.status = 'pending') AS q
     )
-    SELECT r.queue, r.status, r.run_at_ms, s.signals
-    FROM (SELECT count(*)::int AS signals FROM signalled) AS s LEFT JOIN requeued r ON true;
+    UPDATE {{schema}}.executions e
+    SET status = CASE
+          WHEN t.next = 'suspend' THEN CASE WHEN e.wake OR t.run_at <= now() THEN 'pending' ELSE 'waiting' END
+          WHEN t.run_at > now() THEN 'scheduled'
+          ELSE 'pending' END,
+        run_at = CASE WHEN t.next = 'suspend' AND (e.wake OR t.run_at <= now()) THEN now() ELSE t.run_at END,
+        attempts = CASE WHEN t.next = 'retry' THEN e.attempts ELSE e.attempts - 1 END,
+        last_error = COALESCE(t.error, e.last_error),
+        wake = false, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+    FROM target t
+    WHERE e.id = ANY (back) AND e.id = t.id
+    RETURNING e.queue, e.status, (extract(epoch FROM e.run_at) * 1000)::float8;
+
+  IF cancelled IS NOT NULL THEN
+    PERFORM {{schema}}.finish(p_owner, cancelled,
+      array_fill('cancelled'::text, ARRAY[cardinality(cancelled)]),
+      array_fill(NULL::text, ARRAY[cardinality(cancelled)]),
+      array_fill(NULL::text, ARRAY[cardinality(cancelled)]),
+      p_channel);
+  END IF;
 END
 $$;
 

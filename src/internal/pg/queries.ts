@@ -114,7 +114,7 @@ export const queries = (S: string) => ({
    *   next 'suspend': waiting until at_ms (NULL: until woken); the attempt is given back;
    *                   pending at once if a wake arrived while it ran
    * A row whose cancel was requested while it ran ends as cancelled instead.
-   * Returns one row at least (queue NULL when nothing was requeued).
+   * Returns the requeued rows.
    */
   requeue: `SELECT * FROM ${S}.requeue($1, $2::uuid[], $3::text[], $4::float8[], $5::text[], $6)`,
 
