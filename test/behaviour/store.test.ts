@@ -71,6 +71,27 @@ for (const backend of backends) {
         }
       }))
 
+    it.effect("a parent suspended in the same batch in which its cancelled child ends is woken", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const queue = unique("q")
+        const worker = crypto.randomUUID()
+        const parent = crypto.randomUUID()
+        const child = crypto.randomUUID()
+        yield* store.insert([{ id: parent, task: "p", queue, payload: {}, priority: 0, maxAttempts: 3 }])
+        yield* store.claim({ queue, tasks: ["p"], limit: 1, workerId: worker, leaseMillis: 60_000 })
+        yield* store.startChildren(worker, [{
+          id: child, task: "c", queue, payload: {}, priority: 0, maxAttempts: 1, delayMillis: undefined,
+          parentId: parent, parentStep: "child", attempt: 1, timeoutMillis: undefined
+        }])
+        yield* store.claim({ queue, tasks: ["c"], limit: 1, workerId: worker, leaseMillis: 60_000 })
+        assert.strictEqual(yield* store.cancel(child, "stop"), "requested")
+        // One batch: the parent suspends (waiting for its child) and the child, stopped, is released.
+        yield* store.finish(worker, [{ _tag: "Suspended", id: parent, until: undefined }, { _tag: "Released", id: child }])
+        assert.strictEqual((yield* store.get(child))!.status, "cancelled")
+        assert.strictEqual((yield* store.get(parent))!.status, "pending")
+      }))
+
     it.effect("an execution whose cancel was requested starts no new child and records no new step; recorded ones are still returned", () =>
       Effect.gen(function*() {
         const store = yield* Store
