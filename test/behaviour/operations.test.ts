@@ -182,8 +182,12 @@ for (const backend of backends) {
         const Square = Task.make(unique("sq"), { queue, payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number })
         const Sum = Task.make(unique("sum"), { queue, payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number })
         let sumRuns = 0
+        // The children finish only once the parent's first run has suspended (its
+        // handler is interrupted then): finished earlier, the parent would read
+        // their results at once and never suspend.
+        const firstRunSuspended = yield* Deferred.make<void>()
         const Handlers = Layer.mergeAll(
-          Square.toLayer(({ n }) => Effect.succeed(n * n)),
+          Square.toLayer(({ n }) => Effect.as(Deferred.await(firstRunSuspended), n * n)),
           Sum.toLayer(({ n }) =>
             Effect.gen(function*() {
               sumRuns++
@@ -192,7 +196,7 @@ for (const backend of backends) {
                 { concurrency: "unbounded" }
               )
               return squares.reduce((a, b) => a + b, 0)
-            }).pipe(Effect.orDie)
+            }).pipe(Effect.onInterrupt(() => Deferred.succeed(firstRunSuspended, undefined)), Effect.orDie)
           )
         )
         const conductor = yield* Conductor
