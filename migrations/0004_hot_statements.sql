@@ -8,7 +8,8 @@
 -- finish, requeue and step write read the whole table (40-160 ms per
 -- statement instead of about one). Planned in here, each can only use the
 -- primary key, the lease index or the claim index, whatever the statistics
--- say. The statements themselves are unchanged; queries.ts calls them.
+-- say. The SQL is what queries.ts had (requeue now runs in three steps, see
+-- there); queries.ts calls these functions.
 
 -- Claims up to n pending executions of task_names in queue_name, highest
 -- priority first then oldest run_at, and leases them to p_owner for
