@@ -297,7 +297,7 @@ export const make = (
         // Requeues first: if the statement after them fails, retrying the whole
         // call is safe (requeues and finishes are fenced; a claim only happens last).
         if (requeue.length > 0) {
-          const rows = yield* run<{ queue: string | null; status: string | null; run_at_ms: number | null }>("requeue", Q.requeue, [
+          const rows = yield* run<{ queue: string; status: string; run_at_ms: number }>("requeue", Q.requeue, [
             workerId,
             uuids(requeue.map((r) => r.id)),
             texts(requeue.map((r) => r.next)),
@@ -305,9 +305,9 @@ export const make = (
             texts(requeue.map((r) => r.error)),
             channel
           ])
-          for (const row of rows) if (row.status === "pending" && row.queue !== null) queues.add(row.queue)
+          for (const row of rows) if (row.status === "pending") queues.add(row.queue)
           // Only a finite due time needs workers to re-read the earliest one.
-          if (rows.some((row) => row.status !== "pending" && row.status !== null && Number.isFinite(row.run_at_ms))) {
+          if (rows.some((row) => row.status !== "pending" && Number.isFinite(row.run_at_ms))) {
             yield* scheduledFolder("s")
           }
         }
