@@ -286,9 +286,10 @@ const info = (row: ExecutionRow, steps: ReadonlyArray<StepRecord>, children: Rea
 
 /**
  * Everyone in this process awaiting results shares one subscription and one
- * checker. A check reads the outcomes of the ids that need a look (newly
- * awaited ones, and awaited ones a Finished signal names) in one query, and
- * asks once which newly awaited ids do not exist, however many callers wait.
+ * checker. A check marks the ids that need a look (newly awaited ones, and
+ * awaited ones a Finished signal names) as awaited, so their finish will name
+ * them in a Finished signal, and reads their outcomes, in one query; it asks
+ * once which newly awaited ids do not exist, however many callers wait.
  * A Finished signal without ids, a reconnect or the slow safety tick looks at
  * every awaited id.
  */
@@ -315,7 +316,15 @@ const makeWaiters = Effect.gen(function*() {
     all = false
     due.clear()
     if (ids.length === 0) return
-    for (const outcome of yield* store.outcomes(ids)) settle(outcome.id, Effect.succeed(outcome))
+    const { busy, outcomes } = yield* store.awaitOutcomes(ids)
+    for (const outcome of outcomes) settle(outcome.id, Effect.succeed(outcome))
+    if (busy.length > 0) {
+      // Rows held by another statement (most likely finishing them) right
+      // now: mark them once that statement is done.
+      for (const id of busy) due.add(id)
+      yield* Effect.sleep("10 millis")
+      yield* requestCheck
+    }
     const unverified = ids.filter((id) => pending.get(id)?.verified === false)
     if (unverified.length === 0) return
     const unknown = new Set(yield* store.unknownIds(unverified))

@@ -4,7 +4,8 @@
  */
 import { assert, layer } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Context, Deferred, Effect, Exit, Layer, PubSub, Redacted, Schema } from "effect"
+import { Context, Deferred, Effect, Exit, Fiber, Layer, PubSub, Redacted, Schema } from "effect"
+import { TestClock } from "effect/testing"
 import { SqlClient } from "effect/sql"
 import { Conductor } from "../src/Conductor.ts"
 import { loadMigrations } from "../src/internal/pg/migrate.ts"
@@ -110,6 +111,23 @@ layer(pgStack(), { excludeTestServices: true })("invoke", (it) => {
       const ids = yield* conductor.invokeMany(Job, [1, 2, 3, 4].map((n) => ({ payload: { n } })))
       const results = yield* withWorker(JobLive, { concurrency: 2 }, Effect.forEach(ids, (id) => conductor.result(Job, id)))
       assert.deepStrictEqual(results, [2, 3, 4, 5])
+    }))
+
+  it.effect("text of any shape survives the array parameters (quotes, backslashes, braces, commas, NULL, unicode)", () =>
+    Effect.gen(function*() {
+      const store = yield* Store
+      const worker = "00000000-0000-4000-8000-0000000000e1"
+      const tricky = ['a"b', "back\\slash", "{x,y}", "NULL", "null", "", "ünïcødé ✓", " spaced ", '\\"', "a,b}{"]
+      const rows = tricky.map((text) => ({ id: crypto.randomUUID(), task: "job", queue: "tricky", payload: { text }, priority: 0, maxAttempts: 3, dedupeKey: `k${text}` }))
+      yield* store.insert(rows)
+      for (const row of rows) assert.deepStrictEqual((yield* store.get(row.id))!.payload, row.payload)
+      const claimed = yield* store.claim({ queue: "tricky", tasks: ["job"], limit: 100, workerId: worker, leaseMillis: 30_000 })
+      assert.strictEqual(claimed.length, tricky.length)
+      const steps = yield* store.recordSteps(worker, tricky.map((text, i) => ({ executionId: rows[i]!.id, record: { name: text, kind: "step" as const, value: text, error: undefined, attempt: 1 } })))
+      assert.deepStrictEqual(steps.map((step) => [(step as StepRecord).name, (step as StepRecord).value]), tricky.map((text) => [text, text]))
+      yield* store.finish(worker, rows.map((row, i) => ({ _tag: "Completed" as const, id: row.id, result: tricky[i] })))
+      const { outcomes } = yield* store.awaitOutcomes(rows.map((row) => row.id))
+      assert.deepStrictEqual(new Map(outcomes.map((o) => [o.id, o.result])), new Map(rows.map((row, i) => [row.id, tricky[i]])))
     }))
 
   it.effect("a stored payload that no longer decodes fails that execution once, for good", () =>
@@ -222,28 +240,68 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
       }).pipe(Effect.provide(PgStore.layer({ migrate: false }).pipe(Layer.provideMerge(client))))
     }))
 
-  it.effect("finishing a batch tells result waiters which ids finished, in notifications that fit", () =>
+  it.effect("finishing a batch names the awaited executions to result waiters, in notifications that fit, and no others", () =>
     Effect.gen(function*() {
       const store = yield* Store
       const worker = "00000000-0000-4000-8000-00000000000d"
       const signals = yield* store.signals
-      const rows = Array.from({ length: 450 }, () => ({ id: crypto.randomUUID(), task: "job", queue: "fids", payload: {}, priority: 0, maxAttempts: 3 }))
+      const rows = Array.from({ length: 500 }, () => ({ id: crypto.randomUUID(), task: "job", queue: "fids", payload: {}, priority: 0, maxAttempts: 3 }))
       yield* store.insert(rows)
-      const claimed = yield* store.claim({ queue: "fids", tasks: ["job"], limit: 450, workerId: worker, leaseMillis: 30_000 })
-      assert.strictEqual(claimed.length, 450)
+      const claimed = yield* store.claim({ queue: "fids", tasks: ["job"], limit: 500, workerId: worker, leaseMillis: 30_000 })
+      assert.strictEqual(claimed.length, 500)
+      const awaited = new Set(rows.slice(0, 450).map((r) => r.id))
+      assert.deepStrictEqual(yield* store.awaitOutcomes([...awaited]), { outcomes: [], busy: [] })
       yield* store.finish(worker, claimed.map((c) => ({ _tag: "Completed" as const, id: c.id, result: null })))
       const named = new Set<string>()
       let notifications = 0
-      while (named.size < 450) {
+      while ([...awaited].some((id) => !named.has(id))) {
         const signal = yield* PubSub.take(signals)
         if (signal._tag !== "Finished") continue
         assert.isDefined(signal.ids)
         notifications++
         for (const id of signal.ids!) named.add(id)
       }
-      assert.deepStrictEqual([...named].sort(), rows.map((r) => r.id).sort())
-      // 8000-byte payloads: 190 ids at most in each.
+      // The 50 nobody awaited are in no notification; 8000-byte payloads: 190 ids at most in each.
+      assert.deepStrictEqual([...named].sort(), [...awaited].sort())
       assert.strictEqual(notifications, 3)
+      const read = yield* store.awaitOutcomes(rows.map((r) => r.id))
+      assert.strictEqual(read.outcomes.length, 500)
+      assert.deepStrictEqual(read.busy, [])
+    }).pipe(Effect.scoped))
+
+  it.effect("marking a row another statement holds does not wait for it: it comes back busy and is marked once free", () =>
+    Effect.gen(function*() {
+      const { url } = yield* TestDatabase
+      const sql = yield* SqlClient.SqlClient
+      const [row] = yield* (yield* Store).insert([{ id: crypto.randomUUID(), task: "job", queue: "held", payload: {}, priority: 0, maxAttempts: 3 }])
+      const id = row!.id
+      const other = yield* Layer.build(storeOn(url, { migrate: false }))
+      const waiter = Context.get(other, Store)
+      const awaited = sql<{ awaited: boolean }>`SELECT awaited FROM conductor.executions WHERE id = ${id}`.pipe(Effect.map(([r]) => r!.awaited))
+      const whileHeld = yield* Effect.gen(function*() {
+        yield* sql`SELECT 1 FROM conductor.executions WHERE id = ${id} FOR UPDATE`
+        return yield* waiter.awaitOutcomes([id])
+      }).pipe(sql.withTransaction)
+      assert.deepStrictEqual(whileHeld, { outcomes: [], busy: [id] })
+      assert.isFalse(yield* awaited)
+      assert.deepStrictEqual(yield* waiter.awaitOutcomes([id]), { outcomes: [], busy: [] })
+      assert.isTrue(yield* awaited)
+    }).pipe(Effect.scoped))
+
+  it.effect("a result waiter learns of the finish from the finish itself, not from its periodic check", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const sql = yield* SqlClient.SqlClient
+      const id = yield* conductor.invoke(Job, { n: 41 })
+      // A second client whose clock never moves: its periodic check never runs.
+      const waiter = Context.get(yield* Layer.build(Conductor.layer).pipe(Effect.provide(TestClock.layer())), Conductor)
+      const result = yield* Effect.forkChild(waiter.result(Job, id))
+      // Finished only after the waiter has marked it.
+      while (!(yield* sql<{ awaited: boolean }>`SELECT awaited FROM conductor.executions WHERE id = ${id}`)[0]!.awaited) {
+        yield* Effect.sleep("1 millis")
+      }
+      yield* withWorker(JobLive, {}, conductor.result(Job, id))
+      assert.strictEqual(yield* Fiber.join(result), 42)
     }).pipe(Effect.scoped))
 
   it.effect("promoting a large wave of due work reports that more is due", () =>

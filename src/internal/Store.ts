@@ -242,6 +242,17 @@ export interface StoreService {
   readonly get: (id: string) => Effect.Effect<ExecutionRow | undefined, StoreError>
   readonly children: (id: string) => Effect.Effect<ReadonlyArray<ExecutionRow>, StoreError>
   readonly outcomes: (ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<Outcome>, StoreError>
+  /**
+   * For result waiters: marks the unfinished executions of `ids` as awaited
+   * (their finish then names them in a `Finished` signal), and returns the
+   * outcomes of the finished ones. `busy`: unfinished ids that could not be
+   * marked just now (a statement held their row); mark them again shortly.
+   * Ids that name nothing are in neither list.
+   */
+  readonly awaitOutcomes: (ids: ReadonlyArray<string>) => Effect.Effect<{
+    readonly outcomes: ReadonlyArray<Outcome>
+    readonly busy: ReadonlyArray<string>
+  }, StoreError>
   /** The ids that name no execution at all (neither unfinished nor finished). */
   readonly unknownIds: (ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, StoreError>
 

@@ -513,6 +513,11 @@ export const makeWithInspector: Effect.Effect<
       })
     )
 
+  // Every finish here is announced to all waiters (a `Finished` signal without
+  // ids), so there is nothing to mark.
+  const awaitOutcomes: StoreService["awaitOutcomes"] = (ids) =>
+    Effect.map(outcomes(ids), (found) => ({ outcomes: found, busy: [] }))
+
   const unknownIds: StoreService["unknownIds"] = (ids) =>
     read(() => ids.filter((id) => !active.has(id) && !finished.has(id)))
 
@@ -589,6 +594,7 @@ export const makeWithInspector: Effect.Effect<
     get,
     children,
     outcomes,
+    awaitOutcomes,
     unknownIds,
     steps: stepsRead,
     recordSteps,

@@ -419,18 +419,24 @@ export const make = (
         return [...active, ...finished].map(rowToExecution).sort((a, b) => a.createdAt - b.createdAt)
       })
 
+    const toOutcome = (row: any): Outcome => ({
+      id: row.id,
+      task: row.task,
+      status: row.status,
+      attempts: row.attempts,
+      result: orUndefined(row.result),
+      error: orUndefined(row.error)
+    })
     const outcomes: StoreService["outcomes"] = (ids) =>
-      ids.length === 0 ? Effect.succeed([]) : Effect.map(
-        run<any>("outcomes", Q.outcomes, [uuids(ids)]),
-        (rows) =>
-          rows.map((row): Outcome => ({
-            id: row.id,
-            task: row.task,
-            status: row.status,
-            attempts: row.attempts,
-            result: orUndefined(row.result),
-            error: orUndefined(row.error)
-          }))
+      ids.length === 0 ? Effect.succeed([]) : Effect.map(run<any>("outcomes", Q.outcomes, [uuids(ids)]), (rows) => rows.map(toOutcome))
+
+    const awaitOutcomes: StoreService["awaitOutcomes"] = (ids) =>
+      ids.length === 0 ? Effect.succeed({ outcomes: [], busy: [] }) : Effect.map(
+        run<any>("awaitOutcomes", Q.awaitOutcomes, [uuids(ids)]),
+        (rows) => ({
+          outcomes: rows.filter((row) => !row.busy).map(toOutcome),
+          busy: rows.filter((row) => row.busy).map((row) => row.id as string)
+        })
       )
 
     const unknownIds: StoreService["unknownIds"] = (ids) =>
@@ -530,6 +536,7 @@ export const make = (
       get,
       children,
       outcomes,
+      awaitOutcomes,
       unknownIds,
       steps,
       recordSteps,
