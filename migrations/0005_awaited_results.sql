@@ -75,19 +75,32 @@ $$;
 -- with a finish of many rows: it comes back with `busy` and the caller
 -- marks it again a moment later. Unfinished rows that are marked (or were
 -- before) do not come back; ids that name nothing come back not at all.
-CREATE FUNCTION {{schema}}.await_outcomes(ids uuid[])
+--
+-- A claim running meanwhile skips the pending rows this mark holds, and a
+-- claim that comes back short tells its worker that the queue is empty: so
+-- marking pending rows wakes their queues (`w:<queue>`) with its commit.
+CREATE FUNCTION {{schema}}.await_outcomes(ids uuid[], p_channel text)
 RETURNS TABLE (id uuid, busy boolean, task text, status text, attempts integer, result jsonb, error jsonb)
 LANGUAGE plpgsql
 SET enable_seqscan = off
 AS $$
 #variable_conflict use_column
+DECLARE
+  woken integer;
 BEGIN
-  UPDATE {{schema}}.executions e SET awaited = true
-  WHERE e.id IN (
-    SELECT x.id FROM {{schema}}.executions x
-    WHERE x.id = ANY (ids) AND NOT x.awaited
-    FOR UPDATE SKIP LOCKED
-  );
+  WITH marked AS (
+    UPDATE {{schema}}.executions e SET awaited = true
+    WHERE e.id IN (
+      SELECT x.id FROM {{schema}}.executions x
+      WHERE x.id = ANY (ids) AND NOT x.awaited
+      FOR UPDATE SKIP LOCKED
+    )
+    RETURNING e.queue, e.status
+  ), signalled AS (
+    SELECT pg_notify(p_channel, 'w:' || q.queue)
+    FROM (SELECT DISTINCT m.queue FROM marked m WHERE m.status = 'pending') AS q
+  )
+  SELECT count(*) INTO woken FROM signalled;
   RETURN QUERY
     SELECT f.id, false, f.task, f.status, f.attempts, f.result, f.error
     FROM {{schema}}.finished_executions f

@@ -300,6 +300,7 @@ const makeWaiters = Effect.gen(function*() {
     /** Known to exist (or to have existed): no need to ask again. */
     verified: boolean
   }
+  const scope = yield* Effect.scope
   const pending = new Map<string, Waiting>()
   /** Ids to look at in the next check; `all` makes it look at every awaited id. */
   const due = new Set<string>()
@@ -322,8 +323,7 @@ const makeWaiters = Effect.gen(function*() {
       // Rows held by another statement (most likely finishing them) right
       // now: mark them once that statement is done.
       for (const id of busy) due.add(id)
-      yield* Effect.sleep("10 millis")
-      yield* requestCheck
+      yield* Effect.forkIn(Effect.delay(requestCheck, "10 millis"), scope)
     }
     const unverified = ids.filter((id) => pending.get(id)?.verified === false)
     if (unverified.length === 0) return

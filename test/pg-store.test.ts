@@ -288,6 +288,22 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
       assert.isTrue(yield* awaited)
     }).pipe(Effect.scoped))
 
+  it.effect("marking pending executions wakes their queue (a claim running meanwhile skipped them and came back short)", () =>
+    Effect.gen(function*() {
+      const store = yield* Store
+      const signals = yield* store.signals
+      const woken = Effect.gen(function*() {
+        while (true) {
+          const signal = yield* PubSub.take(signals)
+          if (signal._tag === "Work" && signal.queue === "marked") return
+        }
+      })
+      const [row] = yield* store.insert([{ id: crypto.randomUUID(), task: "job", queue: "marked", payload: {}, priority: 0, maxAttempts: 3 }])
+      yield* woken // the insert's own
+      assert.deepStrictEqual(yield* store.awaitOutcomes([row!.id]), { outcomes: [], busy: [] })
+      yield* woken // the mark's
+    }).pipe(Effect.scoped))
+
   it.effect("a result waiter learns of the finish from the finish itself, not from its periodic check", () =>
     Effect.gen(function*() {
       const conductor = yield* Conductor

@@ -432,7 +432,7 @@ export const make = (
 
     const awaitOutcomes: StoreService["awaitOutcomes"] = (ids) =>
       ids.length === 0 ? Effect.succeed({ outcomes: [], busy: [] }) : Effect.map(
-        run<any>("awaitOutcomes", Q.awaitOutcomes, [uuids(ids)]),
+        run<any>("awaitOutcomes", Q.awaitOutcomes, [uuids(ids), channel]),
         (rows) => ({
           outcomes: rows.filter((row) => !row.busy).map(toOutcome),
           busy: rows.filter((row) => row.busy).map((row) => row.id as string)

@@ -235,8 +235,8 @@ export const queries = (S: string) => ({
 
   /** Through `outcomes()` (migrations/0003), whose plan cannot be a sequential scan. */
   outcomes: `SELECT id, task, status, attempts, result, error FROM ${S}.outcomes($1::uuid[])`,
-  /** Marks the awaited and reads outcomes (`await_outcomes`, migrations/0005). */
-  awaitOutcomes: `SELECT id, busy, task, status, attempts, result, error FROM ${S}.await_outcomes($1::uuid[])`,
+  /** Marks the awaited and reads outcomes (`await_outcomes`, migrations/0005); $2 the signal channel. */
+  awaitOutcomes: `SELECT id, busy, task, status, attempts, result, error FROM ${S}.await_outcomes($1::uuid[], $2)`,
 
   unknownIds: `SELECT u.id FROM unnest($1::uuid[]) AS u(id)
     WHERE NOT EXISTS (SELECT 1 FROM ${S}.executions e WHERE e.id = u.id)
