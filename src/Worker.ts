@@ -182,7 +182,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
           release(id)
           return Effect.void
         }
-        return finish(outcome, () => release(id))
+        return finish(outcome)
       })
 
     // --- timers: wake at the earliest known due time ------------------------
@@ -204,17 +204,14 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
 
     // --- batched writes (group commit) ---------------------------------------
     const retryWrites = Schedule.exponential("20 millis").pipe(Schedule.upTo({ duration: Duration.millis(config.leaseMillis) }))
-    /**
-     * Outcomes waiting to be written. The exchange loop below writes them all
-     * in one statement, together with the next claim when there is room.
-     */
-    const outcomes: Array<readonly [AttemptOutcome, () => void]> = []
-    const finish = (outcome: AttemptOutcome, onDone: () => void) =>
-      Effect.sync(() => offerOutcome(outcome, onDone))
-    const offerOutcome = (outcome: AttemptOutcome, onDone: () => void) => {
+    /** Outcomes waiting to be written: an exchange loop below writes them all in one statement. */
+    const outcomes: Array<AttemptOutcome> = []
+    const finish = (outcome: AttemptOutcome) => Effect.sync(() => offerOutcome(outcome))
+    /** Hands an outcome to the exchange loops; its lease is released once it is written. */
+    const offerOutcome = (outcome: AttemptOutcome) => {
       // Only the first outcome of a batch wakes a loop: the loop takes all
       // that are waiting when it runs, and looks again after each statement.
-      if (outcomes.push([outcome, onDone]) === 1) Queue.offerUnsafe(wakeups, undefined)
+      if (outcomes.push(outcome) === 1) Queue.offerUnsafe(wakeups, undefined)
     }
     const recordStep = (yield* makeBatcher(
       (items: ReadonlyArray<{ readonly executionId: string; readonly record: Omit<StepRecord, "recordedAt"> }>) =>
@@ -344,7 +341,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         release(claimed.id)
         return dispatch
       }
-      offerOutcome(outcome, () => release(claimed.id))
+      offerOutcome(outcome)
       if (outcome._tag === "Suspended" && outcome.until !== undefined) return Effect.andThen(arm(outcome.until), dispatch)
       if (outcome._tag === "Failed" && outcome.retryDelayMillis !== undefined) {
         const delay = outcome.retryDelayMillis
@@ -392,12 +389,15 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     /** A claim is in flight: claims go one at a time, so they come back in claim order. */
     let claiming = false
     /**
-     * The exchange loop: one statement per turn writes every outcome waiting
-     * (group commit) and, when there is room, work may be waiting and no other
-     * claim is in flight, claims the next batch in the same transaction.
-     * `exchanges` copies of it run, so a statement can be in flight while the
-     * worker runs the previous batch and the next one is already on its way:
-     * Postgres and the handlers work at the same time instead of taking turns.
+     * The exchange loop. Each turn sends one statement: the next claim, when
+     * there is room, work may be waiting and no other claim is in flight;
+     * otherwise every outcome waiting (group commit). `exchanges` copies of it
+     * run, so a claim and a write of outcomes are in flight at once, each on a
+     * connection of its own: Postgres works on both at the same time (on
+     * separate cores) while the handlers run the previous batch. In one
+     * statement, a write of 400 outcomes and a claim of 800 ran one after the
+     * other on one backend (and the claim then waited for the outcomes' WAL
+     * flush); apart, W1 drained 10–25% faster.
      */
     const exchangeLoop = Effect.gen(function*() {
       while (true) {
@@ -406,46 +406,50 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         // (a wake-up for new work alone goes straight to its claim).
         if (outcomes.length > 0) yield* Effect.yieldNow
         while (true) {
-          const batch = outcomes.splice(0, 1000)
-          const room = capacity - (config.concurrency - free) - buffered.length
+          // Outcomes not yet sent still hold their lease and their memory.
+          const room = capacity - (config.concurrency - free) - buffered.length - outcomes.length
           const limit = Math.min(room, config.claimBatch)
           const tasks = stopping || !wanted || claiming || limit <= 0 ? [] : registry.tasksOfQueue(queue)
-          if (batch.length === 0 && tasks.length === 0) break
-          const claimNext = tasks.length === 0 ? undefined : { queue, tasks, limit, leaseMillis: config.leaseMillis }
-          const seq = wantedSeq
-          const written = batch.map(([outcome]) => outcome)
-          if (claimNext !== undefined) claiming = true
-          const claimed = yield* store.finish(workerId, written, claimNext).pipe(
-            Effect.catch((error) => {
-              // Retry the outcomes alone: a claim that did commit before the
-              // failure must not be repeated.
-              const outcomesAlone = batch.length === 0
-                ? warn("claim")(error)
-                : store.finish(workerId, written).pipe(
-                  Effect.retry(retryWrites),
-                  Effect.catch(warn(`writing ${batch.length} outcome(s)`))
-                )
-              return Effect.as(claimNext === undefined ? outcomesAlone : Effect.andThen(outcomesAlone, giveBackOrphans), [])
-            })
-          )
-          for (const [, onDone] of batch) onDone()
-          if (claimNext !== undefined) {
-            backlog = claimed.length === limit
-            wanted = backlog || wantedSeq !== seq
+          if (tasks.length > 0) {
+            // Another loop writes the outcomes meanwhile.
+            if (outcomes.length > 0) Queue.offerUnsafe(wakeups, undefined)
+            yield* claimNext(tasks, limit)
+          } else if (outcomes.length > 0) {
+            yield* writeOutcomes(outcomes.splice(0, 1000))
+          } else {
+            break
           }
-          claims++
-          for (const execution of claimed) {
-            leased.set(execution.id, claims)
-            // Claimed while shutdown began: give it straight back.
-            if (stopping) offerOutcome({ _tag: "Released", id: execution.id }, () => release(execution.id))
-            else buffered.push(execution)
-          }
-          // Cleared once its executions are in the buffer, where the next claim counts them.
-          if (claimNext !== undefined) claiming = false
-          yield* dispatch
         }
       }
     })
+    const claimNext = (tasks: ReadonlyArray<string>, limit: number) =>
+      Effect.gen(function*() {
+        claiming = true
+        const seq = wantedSeq
+        const claimed = yield* store.claim({ queue, tasks, limit, workerId, leaseMillis: config.leaseMillis }).pipe(
+          Effect.catch((error) => Effect.as(Effect.andThen(warn("claim")(error), giveBackOrphans), []))
+        )
+        backlog = claimed.length === limit
+        wanted = backlog || wantedSeq !== seq
+        claims++
+        for (const execution of claimed) {
+          leased.set(execution.id, claims)
+          // Claimed while shutdown began: give it straight back.
+          if (stopping) offerOutcome({ _tag: "Released", id: execution.id })
+          else buffered.push(execution)
+        }
+        // Cleared once its executions are in the buffer, where the next claim counts them.
+        claiming = false
+        yield* dispatch
+      })
+    const writeOutcomes = (batch: ReadonlyArray<AttemptOutcome>) =>
+      Effect.gen(function*() {
+        yield* store.finish(workerId, batch).pipe(
+          Effect.retry(retryWrites),
+          Effect.catch(warn(`writing ${batch.length} outcome(s)`))
+        )
+        for (const outcome of batch) release(outcome.id)
+      })
     /**
      * After a failed claim (still marked in flight, so no other claim runs):
      * the claim may have committed with its reply lost. Whatever is leased to
@@ -562,7 +566,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         // No more claims; the exchange loop lives on to write the outcomes.
         stopping = true
         // Claimed but never started: give them back at once.
-        for (const e of buffered.splice(0)) yield* finish({ _tag: "Released", id: e.id }, () => release(e.id))
+        for (const e of buffered.splice(0)) yield* finish({ _tag: "Released", id: e.id })
         // Wait on the runs themselves (a dispatched attempt is in `runs` before its fiber starts).
         const handlersDone = Effect.suspend(() => (runs.size === 0 ? Effect.void : Deferred.await(runsEnded)))
         const grace = Duration.millis(config.graceMillis)

@@ -399,9 +399,9 @@ layer(pgStack(), { excludeTestServices: true })("plans and table growth", (it) =
         store.promoteDue,
         store.recoverExpiredLeases,
         store.claim({ queue: "nobody", tasks: ["t"], limit: 10, workerId: worker, leaseMillis: 60_000 }),
-        // Per-batch statements: finishAndClaim, finish, requeue, step and child writes.
-        store.finish(worker, [{ _tag: "Completed", id: some, result: null }], { queue: "nobody", tasks: ["t"], limit: 10, leaseMillis: 60_000 }),
+        // Per-batch statements: finish, requeue, step and child writes, and the result waiters' marks.
         store.finish(worker, [{ _tag: "Completed", id: some, result: null }, { _tag: "Released", id: crypto.randomUUID() }]),
+        store.awaitOutcomes([some]),
         store.recordSteps(worker, [{ executionId: some, record: { name: "s", kind: "step", value: 1, error: undefined, attempt: 1 } }]),
         store.startChildren(worker, [{
           id: crypto.randomUUID(), task: "c", queue: "q", payload: {}, priority: 0, maxAttempts: 1, delayMillis: undefined,

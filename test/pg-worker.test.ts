@@ -140,8 +140,8 @@ const losingFirstClaimReply = Layer.effect(
     let lost = false
     return Store.of({
       ...store,
-      finish: (workerId, outcomes, claim) =>
-        Effect.flatMap(store.finish(workerId, outcomes, claim), (claimed) => {
+      claim: (options) =>
+        Effect.flatMap(store.claim(options), (claimed) => {
           if (lost || claimed.length === 0) return Effect.succeed(claimed)
           lost = true
           return Effect.fail(new StoreError({ message: "Connection terminated before the reply", cause: undefined }))

@@ -203,15 +203,9 @@ export interface StoreService {
   /**
    * Writes finished attempts back. Every write is fenced by the lease: an
    * outcome for an execution `workerId` no longer owns changes nothing.
-   * Finishing an execution wakes its parent. With `claim`, also claims the
-   * next batch (for `workerId`), in the same transaction where it can, and
-   * returns it.
+   * Finishing an execution wakes its parent.
    */
-  readonly finish: (
-    workerId: string,
-    outcomes: ReadonlyArray<AttemptOutcome>,
-    claim?: Omit<ClaimOptions, "workerId"> | undefined
-  ) => Effect.Effect<ReadonlyArray<ClaimedExecution>, StoreError>
+  readonly finish: (workerId: string, outcomes: ReadonlyArray<AttemptOutcome>) => Effect.Effect<void, StoreError>
 
   /**
    * The executions leased to `workerId` that are not in `known`: what a claim

@@ -350,11 +350,7 @@ export const makeWithInspector: Effect.Effect<
       signalQueues(queues)
     })
 
-  const finish: StoreService["finish"] = (workerId, outcomes, claimNext) =>
-    Effect.flatMap(
-      finishOutcomes(workerId, outcomes),
-      () => (claimNext === undefined ? Effect.succeed([]) : claim({ ...claimNext, workerId }))
-    )
+  const finish: StoreService["finish"] = finishOutcomes
 
   const orphans: StoreService["orphans"] = (workerId, known) =>
     read(() => {

@@ -245,28 +245,22 @@ export const make = (
       })
     }
 
-    const toClaimed = (rows: ReadonlyArray<any>): ReadonlyArray<ClaimedExecution> => {
-      const claimed: Array<ClaimedExecution> = []
-      for (const row of rows) {
-        if (row.id === null) continue
-        claimed.push({
-          id: row.id,
-          task: row.task,
-          queue: row.queue,
-          payload: row.payload,
-          attempt: row.attempts,
-          maxAttempts: row.max_attempts,
-          parentId: orUndefined(row.parent_id),
-          fresh: row.fresh === true
-        })
-      }
-      return claimed
-    }
+    const toClaimed = (rows: ReadonlyArray<any>): ReadonlyArray<ClaimedExecution> =>
+      rows.map((row) => ({
+        id: row.id,
+        task: row.task,
+        queue: row.queue,
+        payload: row.payload,
+        attempt: row.attempts,
+        maxAttempts: row.max_attempts,
+        parentId: orUndefined(row.parent_id),
+        fresh: row.fresh === true
+      }))
 
     const claim: StoreService["claim"] = (o) =>
       Effect.map(run<any>("claim", Q.claim, [o.queue, texts(o.tasks), o.limit, o.workerId, o.leaseMillis]), toClaimed)
 
-    const finish: StoreService["finish"] = (workerId, outcomes, claimNext) =>
+    const finish: StoreService["finish"] = (workerId, outcomes) =>
       Effect.gen(function*() {
         // The finished ones, as the statement's parallel arrays.
         const final = { ids: [] as Array<string>, statuses: [] as Array<string>, results: [] as Array<string | null>, errors: [] as Array<string | null> }
@@ -301,8 +295,8 @@ export const make = (
           }
         }
         const queues = new Set<string>()
-        // Requeues first: if the statement after them fails, retrying the whole
-        // call is safe (requeues and finishes are fenced; a claim only happens last).
+        // Requeues first, then finishes: retrying the whole call after either
+        // fails is safe (both are fenced by the lease).
         if (requeue.length > 0) {
           const rows = yield* run<{ queue: string; status: string; run_at_ms: number }>("requeue", Q.requeue, [
             workerId,
@@ -318,30 +312,17 @@ export const make = (
             yield* scheduledFolder("s")
           }
         }
-        let claimed: ReadonlyArray<ClaimedExecution> = []
-        const finalParams = () => [
-          workerId,
-          uuids(final.ids),
-          texts(final.statuses),
-          texts(final.results),
-          texts(final.errors),
-          channel
-        ]
-        if (final.ids.length > 0 && claimNext !== undefined) {
-          claimed = toClaimed(yield* run<any>("finishAndClaim", Q.finishAndClaim, [
-            ...finalParams(),
-            claimNext.queue,
-            texts(claimNext.tasks),
-            claimNext.limit,
-            claimNext.leaseMillis
-          ]))
-        } else if (final.ids.length > 0) {
-          yield* run("finish", Q.finish, finalParams())
-        } else if (claimNext !== undefined) {
-          claimed = yield* claim({ ...claimNext, workerId })
+        if (final.ids.length > 0) {
+          yield* run("finish", Q.finish, [
+            workerId,
+            uuids(final.ids),
+            texts(final.statuses),
+            texts(final.results),
+            texts(final.errors),
+            channel
+          ])
         }
         yield* signalQueues([...queues])
-        return claimed
       })
 
     const orphans: StoreService["orphans"] = (workerId, known) =>

@@ -88,24 +88,11 @@ export const queries = (S: string) => ({
     SELECT c.* FROM relaxed, ${S}.claim($1, $2::text[], $3, $4, $5) AS c`,
 
   /**
-   * Finishes a batch for good (`finish`, migrations/0004): $1 worker, $2-$5
-   * the batch, $6 the signal channel. Fenced by the lease; wakes parents and
-   * signals result waiters with the commit.
+   * Finishes a batch for good (`finish`, migrations/0004 and 0005): $1
+   * worker, $2-$5 the batch, $6 the signal channel. Fenced by the lease; wakes
+   * parents and signals result waiters with the commit.
    */
   finish: `SELECT * FROM ${S}.finish($1, $2::uuid[], $3::text[], $4::text[], $5::text[], $6)`,
-
-  /**
-   * `finish` and `claim` in one statement and one commit: a busy worker hands
-   * back a batch of outcomes and takes its next batch in a single round trip.
-   * $7 queue, $8 tasks, $9 limit, $10 lease ms; the worker is $1. The claim
-   * runs after the finish (its limit refers to the finish's row), as a
-   * statement of its own in the same transaction. One row at least; claimed
-   * columns are NULL when none was taken.
-   */
-  finishAndClaim: `
-    SELECT c.*, f.signals
-    FROM ${S}.finish($1, $2::uuid[], $3::text[], $4::text[], $5::text[], $6) AS f
-    LEFT JOIN LATERAL ${S}.claim($7, $8::text[], $9 + 0 * f.finished, $1, $10) AS c ON true`,
 
   /**
    * Puts leased rows back in one statement (`requeue`, migrations/0004).
