@@ -397,7 +397,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
      * separate cores) while the handlers run the previous batch. In one
      * statement, a write of 400 outcomes and a claim of 800 ran one after the
      * other on one backend (and the claim then waited for the outcomes' WAL
-     * flush); apart, W1 drained 10–25% faster.
+     * flush); apart, one worker process drained W1 10–25% faster.
      */
     const exchangeLoop = Effect.gen(function*() {
       while (true) {
