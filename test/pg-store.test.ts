@@ -9,7 +9,7 @@ import { TestClock } from "effect/testing"
 import { SqlClient } from "effect/sql"
 import { Conductor } from "../src/Conductor.ts"
 import { loadMigrations } from "../src/internal/pg/migrate.ts"
-import { type StepRecord, Store } from "../src/internal/Store.ts"
+import { type Signal, type StepRecord, Store } from "../src/internal/Store.ts"
 import * as PgStore from "../src/PgStore.ts"
 import * as Task from "../src/Task.ts"
 import { pgStack, withWorker } from "./support/stack.ts"
@@ -23,6 +23,24 @@ const count = (table: string) =>
     const sql = yield* SqlClient.SqlClient
     const [row] = yield* sql.unsafe<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`)
     return row!.n
+  })
+
+/**
+ * Returns once the store's listener delivers notifications (its LISTEN may
+ * still be starting): inserts into a probe queue until its Work signal, not
+ * only the listener's Reconnected, comes through.
+ */
+const listening = (signals: PubSub.Subscription<Signal>) =>
+  Effect.gen(function*() {
+    const store = yield* Store
+    while (true) {
+      yield* store.insert([{ id: crypto.randomUUID(), task: "probe", queue: "probe", payload: {}, priority: 0, maxAttempts: 1 }])
+      while (true) {
+        const signal = yield* PubSub.take(signals)
+        if (signal._tag === "Work" && signal.queue === "probe") return
+        if (signal._tag === "Reconnected") break
+      }
+    }
   })
 
 /** A store layer on the same database through a new client (as another process would have). */
@@ -245,6 +263,7 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
       const store = yield* Store
       const worker = "00000000-0000-4000-8000-00000000000d"
       const signals = yield* store.signals
+      yield* listening(signals)
       const rows = Array.from({ length: 500 }, () => ({ id: crypto.randomUUID(), task: "job", queue: "fids", payload: {}, priority: 0, maxAttempts: 3 }))
       yield* store.insert(rows)
       const claimed = yield* store.claim({ queue: "fids", tasks: ["job"], limit: 500, workerId: worker, leaseMillis: 30_000 })
@@ -292,6 +311,7 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
     Effect.gen(function*() {
       const store = yield* Store
       const signals = yield* store.signals
+      yield* listening(signals)
       const woken = Effect.gen(function*() {
         while (true) {
           const signal = yield* PubSub.take(signals)
@@ -302,6 +322,26 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
       yield* woken // the insert's own
       assert.deepStrictEqual(yield* store.awaitOutcomes([row!.id]), { outcomes: [], busy: [] })
       yield* woken // the mark's
+    }).pipe(Effect.scoped))
+
+  it.effect("a dedupe hit on a pending execution wakes its queue too (its upsert held the row a claim may have skipped)", () =>
+    Effect.gen(function*() {
+      const store = yield* Store
+      const signals = yield* store.signals
+      yield* listening(signals)
+      const woken = Effect.gen(function*() {
+        while (true) {
+          const signal = yield* PubSub.take(signals)
+          if (signal._tag === "Work" && signal.queue === "deduped") return
+        }
+      })
+      const execution = { task: "job", queue: "deduped", payload: {}, priority: 0, maxAttempts: 3, dedupeKey: "once" }
+      const [first] = yield* store.insert([{ ...execution, id: crypto.randomUUID() }])
+      yield* woken
+      const [again] = yield* store.insert([{ ...execution, id: crypto.randomUUID() }])
+      assert.strictEqual(again!.id, first!.id)
+      assert.isFalse(again!.created)
+      yield* woken
     }).pipe(Effect.scoped))
 
   it.effect("a result waiter learns of the finish from the finish itself, not from its periodic check", () =>

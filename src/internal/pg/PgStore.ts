@@ -231,7 +231,7 @@ export const make = (
             else notifying.set(queue, n)
           }
         })))
-        const queues = carry ? [] : [...new Set(rows.filter((row) => row.created && row.status === "pending").map((row) => row.queue))]
+        const queues = carry ? [] : [...new Set(rows.filter((row) => row.status === "pending").map((row) => row.queue))]
         const scheduled = rows.some((row) => row.created && row.status === "scheduled")
         if (queues.length > 0 || scheduled) {
           yield* sql.afterCommit(Effect.andThen(signalQueues(queues), scheduled ? scheduledFolder("s") : Effect.void))

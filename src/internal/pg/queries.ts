@@ -62,9 +62,11 @@ export const queries = (S: string) => ({
       RETURNING e.id, e.task, e.dedupe_key, e.queue, e.status, (xmax = 0) AS created
     ), signalled AS (
       -- $12 (the signal channel, or NULL): wake workers with the commit itself,
-      -- one notification per queue and statement, no extra round trip.
+      -- one notification per queue and statement, no extra round trip. A
+      -- dedupe hit on a pending row wakes them too: the upsert held the row,
+      -- so a claim running meanwhile skipped it and may have come back short.
       SELECT pg_notify($12, 'w:' || queue)
-      FROM (SELECT DISTINCT queue FROM inserted WHERE created AND status = 'pending') AS q
+      FROM (SELECT DISTINCT queue FROM inserted WHERE status = 'pending') AS q
       WHERE $12::text IS NOT NULL
     )
     SELECT inserted.*, (SELECT count(*) FROM signalled)::int AS signals FROM inserted`,
