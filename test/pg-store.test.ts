@@ -25,6 +25,15 @@ const count = (table: string) =>
     return row!.n
   })
 
+/** The next Work signal for `queue`. */
+const workFor = (signals: PubSub.Subscription<Signal>, queue: string) =>
+  Effect.gen(function*() {
+    while (true) {
+      const signal = yield* PubSub.take(signals)
+      if (signal._tag === "Work" && signal.queue === queue) return
+    }
+  })
+
 /**
  * Returns once the store's listener delivers notifications (its LISTEN may
  * still be starting): inserts into a probe queue until its Work signal, not
@@ -312,12 +321,7 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
       const store = yield* Store
       const signals = yield* store.signals
       yield* listening(signals)
-      const woken = Effect.gen(function*() {
-        while (true) {
-          const signal = yield* PubSub.take(signals)
-          if (signal._tag === "Work" && signal.queue === "marked") return
-        }
-      })
+      const woken = workFor(signals, "marked")
       const [row] = yield* store.insert([{ id: crypto.randomUUID(), task: "job", queue: "marked", payload: {}, priority: 0, maxAttempts: 3 }])
       yield* woken // the insert's own
       assert.deepStrictEqual(yield* store.awaitOutcomes([row!.id]), { outcomes: [], busy: [] })
@@ -329,12 +333,7 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
       const store = yield* Store
       const signals = yield* store.signals
       yield* listening(signals)
-      const woken = Effect.gen(function*() {
-        while (true) {
-          const signal = yield* PubSub.take(signals)
-          if (signal._tag === "Work" && signal.queue === "deduped") return
-        }
-      })
+      const woken = workFor(signals, "deduped")
       const execution = { task: "job", queue: "deduped", payload: {}, priority: 0, maxAttempts: 3, dedupeKey: "once" }
       const [first] = yield* store.insert([{ ...execution, id: crypto.randomUUID() }])
       yield* woken
