@@ -557,6 +557,8 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     // The first maintenance pass catches up on what happened while no worker ran.
     yield* Effect.forkScoped(Effect.repeat(maintenance, Schedule.spaced(Duration.millis(config.pollMillis))))
     for (let i = 0; i < exchanges; i++) yield* Effect.forkScoped(exchangeLoop)
+    // Claim at once: the first maintenance pass (three round trips) wakes the loops too, but later.
+    want()
 
     // --- shutdown ------------------------------------------------------------
     // Registered last, so it runs first: the loops above are still alive while

@@ -9,9 +9,10 @@ import { TestClock } from "effect/testing"
 import { SqlClient } from "effect/sql"
 import { Conductor } from "../src/Conductor.ts"
 import { loadMigrations } from "../src/internal/pg/migrate.ts"
-import { type Signal, type StepRecord, Store } from "../src/internal/Store.ts"
+import { type StepRecord, Store } from "../src/internal/Store.ts"
 import * as PgStore from "../src/PgStore.ts"
 import * as Task from "../src/Task.ts"
+import { listening, workFor } from "./support/signals.ts"
 import { pgStack, withWorker } from "./support/stack.ts"
 import { TestDatabase } from "./support/TestDatabase.ts"
 
@@ -23,33 +24,6 @@ const count = (table: string) =>
     const sql = yield* SqlClient.SqlClient
     const [row] = yield* sql.unsafe<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`)
     return row!.n
-  })
-
-/** The next Work signal for `queue`. */
-const workFor = (signals: PubSub.Subscription<Signal>, queue: string) =>
-  Effect.gen(function*() {
-    while (true) {
-      const signal = yield* PubSub.take(signals)
-      if (signal._tag === "Work" && signal.queue === queue) return
-    }
-  })
-
-/**
- * Returns once the store's listener delivers notifications (its LISTEN may
- * still be starting): inserts into a probe queue until its Work signal, not
- * only the listener's Reconnected, comes through.
- */
-const listening = (signals: PubSub.Subscription<Signal>) =>
-  Effect.gen(function*() {
-    const store = yield* Store
-    while (true) {
-      yield* store.insert([{ id: crypto.randomUUID(), task: "probe", queue: "probe", payload: {}, priority: 0, maxAttempts: 1 }])
-      while (true) {
-        const signal = yield* PubSub.take(signals)
-        if (signal._tag === "Work" && signal.queue === "probe") return
-        if (signal._tag === "Reconnected") break
-      }
-    }
   })
 
 /** A store layer on the same database through a new client (as another process would have). */

@@ -10,6 +10,7 @@ import { StoreError } from "../src/Errors.ts"
 import { Store } from "../src/internal/Store.ts"
 import * as Durable from "../src/Durable.ts"
 import * as Task from "../src/Task.ts"
+import { listening, workFor } from "./support/signals.ts"
 import { pgStack, withWorker } from "./support/stack.ts"
 
 const Job = Task.make("job", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number })
@@ -162,6 +163,36 @@ layer(pgStack(), { excludeTestServices: true })("a claim whose reply is lost", (
       )
       assert.deepStrictEqual(results, [2, 4, 6])
       for (const id of ids) assert.strictEqual((yield* conductor.get(id)).attempts, 1)
+    }))
+})
+
+/** The store as it is, except that reading the server's clock never answers: the worker's maintenance pass hangs. */
+const clockNeverAnswers = Layer.effect(
+  Store,
+  Effect.map(Effect.service(Store), (store) => Store.of({ ...store, now: Effect.never }))
+)
+
+layer(pgStack(), { excludeTestServices: true })("starting", (it) => {
+  it.effect("a worker claims what was queued before it started at once, not after its first maintenance pass", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const ran = yield* Deferred.make<number>()
+      const Queued = Task.make("queued", { payload: Schema.Struct({ n: Schema.Number }) })
+      // Queued, and its notification delivered, before the worker subscribes
+      // to signals: no signal (Work, or the listener's first Reconnected) wakes
+      // it. Nothing awaits the result either (marking it awaited would wake the queue).
+      yield* Effect.scoped(Effect.gen(function*() {
+        const signals = yield* (yield* Store).signals
+        yield* listening(signals)
+        yield* conductor.invoke(Queued, { n: 7 })
+        yield* workFor(signals, "default")
+      }))
+      const n = yield* withWorker(
+        Queued.toLayer(({ n }) => Deferred.succeed(ran, n)),
+        {},
+        Deferred.await(ran)
+      ).pipe(Effect.provide(clockNeverAnswers), Effect.timeout("10 seconds"))
+      assert.strictEqual(n, 7)
     }))
 })
 

@@ -101,6 +101,8 @@ const insertJobs = async (a: QueueAdapter, dbUrl: string, n: number, runAt?: Dat
   return n / ((nowMs() - t0) / 1000)
 }
 
+const TRACE = !!process.env.BENCH_TRACE
+
 /** go -> every handler ran (handler count) and the completions are committed (remaining query) */
 const timeDrain = async (a: QueueAdapter, ctx: BenchContext, workers: WorkerHandle[], target: number, remainingAtEnd: number) => {
   const c = new pg.Client({ connectionString: ctx.dbUrl })
@@ -110,10 +112,12 @@ const timeDrain = async (a: QueueAdapter, ctx: BenchContext, workers: WorkerHand
     let handled = 0
     let notify: () => void = () => {}
     const counts = workers.map(() => 0)
+    let t0 = 0
     workers.forEach((w, i) =>
       w.onProgress((n) => {
         counts[i] = n
         handled = counts.reduce((x, y) => x + y, 0)
+        if (TRACE) trace.push([nowMs() - t0, handled])
         if (handled >= target) notify()
       })
     )
@@ -121,11 +125,13 @@ const timeDrain = async (a: QueueAdapter, ctx: BenchContext, workers: WorkerHand
     const failed = Promise.race(workers.map((w) => w.finished().then(() => new Promise<never>(() => {}))))
     const workerCpu0 = workers.reduce((sum, w) => sum + cpuMsOf(w.pid), 0)
     const pgCpu0 = postgresCpuMs()
-    const t0 = nowMs()
+    const trace: Array<[number, number]> = []
+    t0 = nowMs()
     for (const w of workers) w.go()
     await Promise.race([allHandled, failed, sleep(TIMEOUT_MS).then(() => Promise.reject(new Error("drain timed out")))])
     await waitUntil("completions to commit", async () => (await a.remaining(c)) <= remainingAtEnd, 2)
     const seconds = (nowMs() - t0) / 1000
+    if (TRACE) console.error(`trace n=${target} procs=${workers.length}: ` + trace.filter((_, k) => k % 4 === 0).map(([t, h]) => `${t.toFixed(0)}:${h}`).join(" ") + ` end ${(seconds * 1000).toFixed(0)}`)
     // CPU spent during the drain, per job: the worker processes', and the local
     // Postgres server's (all its processes; includes this runner's polling).
     const workerCpuUsPerJob = ((workers.reduce((sum, w) => sum + cpuMsOf(w.pid), 0) - workerCpu0) * 1000) / target
