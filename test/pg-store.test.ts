@@ -216,6 +216,33 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
       assert.isUndefined(c)
     }))
 
+  it.effect("step records: a batch with nothing to conflict is written by a plain INSERT, a conflict falls back to the careful statement", () =>
+    Effect.gen(function*() {
+      const store = yield* Store
+      const sql = yield* SqlClient.SqlClient
+      const worker = "00000000-0000-4000-8000-00000000000d"
+      const [row] = yield* store.insert([{ id: crypto.randomUUID(), task: "job", queue: "q3", payload: {}, priority: 0, maxAttempts: 3 }])
+      yield* store.claim({ queue: "q3", tasks: ["job"], limit: 1, workerId: worker, leaseMillis: 30_000 })
+      // Calls of the careful statement made by one record_steps call, counted in its own transaction.
+      const carefulCalls = (name: string, value: number) =>
+        sql.withTransaction(Effect.gen(function*() {
+          yield* sql`SET LOCAL track_functions = 'pl'`
+          const [answer] = yield* sql<{ ord: number; value: unknown }>`
+            SELECT ord, value FROM conductor.record_steps(${worker}::uuid, ARRAY[${row!.id}]::uuid[], ARRAY[${name}], ARRAY['step'],
+              ARRAY[${String(value)}], ARRAY[NULL]::text[], ARRAY[1])`
+          const calls = yield* sql<{ calls: number }>`
+            SELECT calls::int FROM pg_stat_xact_user_functions WHERE schemaname = 'conductor' AND funcname = 'record_steps_careful'`
+          return { answer, careful: calls[0]?.calls ?? 0 }
+        }))
+      const first = yield* carefulCalls("a", 1)
+      assert.strictEqual(first.careful, 0)
+      assert.deepStrictEqual({ ...first.answer }, { ord: 1, value: null })
+      const again = yield* carefulCalls("a", 2)
+      assert.strictEqual(again.careful, 1)
+      assert.deepStrictEqual({ ...again.answer }, { ord: 1, value: 1 })
+      assert.deepStrictEqual((yield* store.steps(row!.id)).map((s) => s.value), [1])
+    }))
+
   it.effect("a claim commits without waiting for its WAL flush; its connection flushes again afterwards", () =>
     Effect.gen(function*() {
       const { url } = yield* TestDatabase

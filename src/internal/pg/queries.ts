@@ -236,8 +236,9 @@ export const queries = (S: string) => ({
 
   /**
    * Records steps of many executions in one statement and one commit
-   * (`record_steps`, migrations/0004). Fenced
-   * by the lease; ON CONFLICT DO NOTHING makes the first writer win. One row
+   * (`record_steps`, migrations/0006 over 0004). Fenced by the lease; the
+   * first writer wins: a plain INSERT when nothing conflicts, else (rarely)
+   * the careful statement with ON CONFLICT DO NOTHING. One row
    * per input the lease allowed, by its 1-based position (`ord`): what this
    * statement inserted comes back with only its recording time (the input is
    * what is stored, so nothing else is sent back and decoded); what lost to an
