@@ -3,7 +3,7 @@
  * dedupe, priority, delayed runs and cancelling executions that are not running.
  */
 import { assert, layer } from "@effect/vitest"
-import { Clock, Effect, Schema } from "effect"
+import { Clock, Deferred, Effect, Exit, Schema } from "effect"
 import { Conductor } from "../../src/Conductor.ts"
 import * as Durable from "../../src/Durable.ts"
 import * as Task from "../../src/Task.ts"
@@ -148,10 +148,16 @@ for (const backend of backends) {
           yield* conductor.invoke(Job, { name: "mid" }, { priority: 5 }),
           yield* conductor.invoke(Job, { name: "negative" }, { priority: -1 })
         ]
+        // Nothing awaits results while the worker claims: marking a row awaited
+        // locks it for a moment, and a claim skips locked rows (SKIP LOCKED),
+        // which can take a later row first.
+        const ranAll = yield* Deferred.make<void>()
         yield* withWorker(
-          Job.toLayer(({ name }) => Effect.sync(() => void order.push(name))),
+          Job.toLayer(({ name }) =>
+            Effect.suspend(() => order.push(name) === ids.length ? Deferred.done(ranAll, Exit.void) : Effect.void)
+          ),
           { queue, concurrency: 1 },
-          backend.settle(Effect.forEach(ids, (id) => conductor.result(Job, id)))
+          backend.settle(Deferred.await(ranAll))
         )
         assert.deepStrictEqual(order, ["high", "mid", "low-1", "low-2", "negative"])
       }))

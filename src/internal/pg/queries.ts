@@ -41,6 +41,9 @@ export const queries = (S: string) => ({
    * Many executions in one statement. Future run_at goes to 'scheduled' (out of
    * the claim index). A dedupe key that matches an unfinished execution of the
    * same task returns that row (the no-op update makes RETURNING see it).
+   * Rows without a dedupe key take a plain INSERT: ON CONFLICT would cost each
+   * of them a speculative insertion (a probe of the dedupe index and a WAL
+   * record to confirm the row) though they cannot conflict.
    * Inside a caller's transaction the notification is delivered at its commit.
    */
   insert: `
@@ -51,15 +54,24 @@ export const queries = (S: string) => ({
     ), timed AS (
       SELECT input.*, COALESCE(to_timestamp(run_at_ms / 1000.0), now() + COALESCE(delay_ms, 0) * interval '1 millisecond') AS run_at
       FROM input
-    ), inserted AS (
+    ), shaped AS (
+      SELECT timed.*, CASE WHEN run_at > now() THEN 'scheduled' ELSE 'pending' END AS status FROM timed
+    ), plain AS (
       INSERT INTO ${S}.executions AS e
         (id, task, queue, status, priority, run_at, payload, max_attempts, dedupe_key, parent_id, parent_step)
-      SELECT id, task, queue, CASE WHEN run_at > now() THEN 'scheduled' ELSE 'pending' END,
-             priority, run_at, payload::jsonb, max_attempts, dedupe_key, parent_id, parent_step
-      FROM timed
+      SELECT id, task, queue, status, priority, run_at, payload::jsonb, max_attempts, dedupe_key, parent_id, parent_step
+      FROM shaped WHERE dedupe_key IS NULL
+      RETURNING e.id, e.task, e.dedupe_key, e.queue, e.status, true AS created
+    ), deduped AS (
+      INSERT INTO ${S}.executions AS e
+        (id, task, queue, status, priority, run_at, payload, max_attempts, dedupe_key, parent_id, parent_step)
+      SELECT id, task, queue, status, priority, run_at, payload::jsonb, max_attempts, dedupe_key, parent_id, parent_step
+      FROM shaped WHERE dedupe_key IS NOT NULL
       ON CONFLICT (task, dedupe_key) WHERE dedupe_key IS NOT NULL
         DO UPDATE SET dedupe_key = EXCLUDED.dedupe_key
       RETURNING e.id, e.task, e.dedupe_key, e.queue, e.status, (xmax = 0) AS created
+    ), inserted AS (
+      SELECT * FROM plain UNION ALL SELECT * FROM deduped
     ), signalled AS (
       -- $12 (the signal channel, or NULL): wake workers with the commit itself,
       -- one notification per queue and statement, no extra round trip. A
