@@ -46,6 +46,8 @@ const PEERS_W45 = env.BENCH_PEERS_W45 === "1"
 const T0 = Date.now()
 const log = (line: string) => process.stderr.write(`[bench ${((Date.now() - T0) / 1000).toFixed(1).padStart(6)}s] ${line}\n`)
 
+const WORKLOAD_ORDER = ["w1", "w2", "w3", "w4", "w5"]
+
 interface Case {
   system: BenchSystem
   workload: "w1" | "w2" | "w3" | "w4" | "w5"
@@ -110,53 +112,62 @@ const main = async () => {
   const serverSettings = await readServerSettings(server.url)
   log(`postgres from ${server.source}: ${JSON.stringify(serverSettings)}`)
 
-  const results: CaseResult[] = []
+  // Cases of one workload (same label) run interleaved, repetition by
+  // repetition: every system's first run, then every system's second, and so
+  // on. On a shared machine throughput drifts over minutes; side by side, the
+  // systems of one workload are measured in the same minute, so the ratios
+  // between them hold even when the machine's speed does not.
+  const state = new Map(plan.map((c) => [c, { runs: [] as Array<Record<string, number | undefined>>, error: undefined as string | undefined }]))
+  const groups = new Map<string, Case[]>()
+  for (const c of plan) groups.set(`${c.workload} ${c.label}`, [...(groups.get(`${c.workload} ${c.label}`) ?? []), c])
+  const order = [...groups.values()].sort((a, b) => WORKLOAD_ORDER.indexOf(a[0]!.workload) - WORKLOAD_ORDER.indexOf(b[0]!.workload))
   let dbSeq = 0
-  for (const c of plan) {
-    const runs: Array<Record<string, number | undefined>> = []
-    let error: string | undefined
-    for (let r = 1; r <= REPEAT && !error; r++) {
-      const dbs: string[] = []
-      const fresh = async (label: string) => {
-        const name = `bench_${c.system.name.replace(/[^a-z0-9]/g, "_")}_${c.workload}_${++dbSeq}_${label}`.slice(0, 63)
-        const url = await server!.createDatabase(name)
-        dbs.push(name)
-        return { name, url }
-      }
-      const handles: WorkerHandle[] = []
-      try {
-        const first = await fresh("a")
-        const ctx: BenchContext = {
-          dbUrl: first.url,
-          dbName: first.name,
-          adminUrl: server!.url,
-          node,
-          log,
-          freshDatabase: async (label) => (await fresh(label)).url,
-          spawnWorker: makeSpawner(node, (h) => {
-            handles.push(h)
-            live.add(h)
-          })
-        }
-        const t0 = Date.now()
-        const out = await c.run(ctx)
-        runs.push(out)
-        log(`${c.system.name} ${c.label} #${r}: ${JSON.stringify(roundAll(out))} (${((Date.now() - t0) / 1000).toFixed(1)} s)`)
-      } catch (e) {
-        error = e instanceof Error ? e.message : String(e)
-        log(`${c.system.name} ${c.label} #${r} FAILED: ${error}`)
-      } finally {
-        for (const h of handles) {
-          await h.kill()
-          live.delete(h)
-        }
-        for (const d of dbs) await server!.dropDatabase(d).catch((e) => log(`drop ${d}: ${e}`))
-      }
+  for (const group of order) for (let r = 1; r <= REPEAT; r++) for (const c of group) {
+    const st = state.get(c)!
+    if (st.error) continue
+    const dbs: string[] = []
+    const fresh = async (label: string) => {
+      const name = `bench_${c.system.name.replace(/[^a-z0-9]/g, "_")}_${c.workload}_${++dbSeq}_${label}`.slice(0, 63)
+      const url = await server!.createDatabase(name)
+      dbs.push(name)
+      return { name, url }
     }
+    const handles: WorkerHandle[] = []
+    try {
+      const first = await fresh("a")
+      const ctx: BenchContext = {
+        dbUrl: first.url,
+        dbName: first.name,
+        adminUrl: server!.url,
+        node,
+        log,
+        freshDatabase: async (label) => (await fresh(label)).url,
+        spawnWorker: makeSpawner(node, (h) => {
+          handles.push(h)
+          live.add(h)
+        })
+      }
+      const t0 = Date.now()
+      const out = await c.run(ctx)
+      st.runs.push(out)
+      log(`${c.system.name} ${c.label} #${r}: ${JSON.stringify(roundAll(out))} (${((Date.now() - t0) / 1000).toFixed(1)} s)`)
+    } catch (e) {
+      st.error = e instanceof Error ? e.message : String(e)
+      log(`${c.system.name} ${c.label} #${r} FAILED: ${st.error}`)
+    } finally {
+      for (const h of handles) {
+        await h.kill()
+        live.delete(h)
+      }
+      for (const d of dbs) await server!.dropDatabase(d).catch((e) => log(`drop ${d}: ${e}`))
+    }
+  }
+  const results: CaseResult[] = plan.map((c) => {
+    const { runs, error } = state.get(c)!
     const keys = [...new Set(runs.flatMap((x) => Object.keys(x)))]
     const med = Object.fromEntries(keys.map((k) => [k, median(runs.map((x) => x[k]).filter((v): v is number => v !== undefined))]))
-    results.push({ system: c.system.name, workload: c.workload, label: c.label, params: c.params, runs, median: med, ...(error ? { error } : {}) })
-  }
+    return { system: c.system.name, workload: c.workload, label: c.label, params: c.params, runs, median: med, ...(error ? { error } : {}) }
+  })
 
   const report = {
     date: new Date().toISOString(),
