@@ -220,7 +220,7 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
     Effect.gen(function*() {
       const store = yield* Store
       const sql = yield* SqlClient.SqlClient
-      const worker = "00000000-0000-4000-8000-00000000000d"
+      const worker = "00000000-0000-4000-8000-000000000010"
       const [row] = yield* store.insert([{ id: crypto.randomUUID(), task: "job", queue: "q3", payload: {}, priority: 0, maxAttempts: 3 }])
       yield* store.claim({ queue: "q3", tasks: ["job"], limit: 1, workerId: worker, leaseMillis: 30_000 })
       // Calls of the careful statement made by one record_steps call, counted in its own transaction.
@@ -243,7 +243,7 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
       assert.deepStrictEqual((yield* store.steps(row!.id)).map((s) => s.value), [1])
     }))
 
-  it.effect("a claim commits without waiting for its WAL flush; its connection flushes again afterwards", () =>
+  it.effect("a claim and a mark of awaited executions commit without waiting for their WAL flush; their connection flushes again afterwards", () =>
     Effect.gen(function*() {
       const { url } = yield* TestDatabase
       // Every connection of this client flushes at commit, whatever the test server's default.
@@ -263,7 +263,15 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
         }))
         assert.strictEqual(inside, "off")
         // Autocommitted, as workers claim: the setting ends with the claim's own transaction.
-        assert.strictEqual((yield* claim).length, 1)
+        const [claimed] = yield* claim
+        assert.deepStrictEqual(yield* Effect.all([setting, setting, setting], { concurrency: 2 }), ["on", "on", "on"])
+        // Marking executions awaited likewise.
+        const marked = yield* sql.withTransaction(Effect.gen(function*() {
+          assert.deepStrictEqual(yield* store.awaitOutcomes([claimed!.id]), { outcomes: [], busy: [] })
+          return yield* setting
+        }))
+        assert.strictEqual(marked, "off")
+        yield* store.awaitOutcomes([claimed!.id])
         assert.deepStrictEqual(yield* Effect.all([setting, setting, setting], { concurrency: 2 }), ["on", "on", "on"])
       }).pipe(Effect.provide(PgStore.layer({ migrate: false }).pipe(Layer.provideMerge(client))))
     }))
