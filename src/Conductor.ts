@@ -3,7 +3,7 @@
  *
  * @since 0.1.0
  */
-import { Cause, Context, Deferred, Duration, Effect, Exit, Layer, PubSub, Queue } from "effect"
+import { Cause, Context, Deferred, Duration, Effect, Exit, Layer, PubSub, Queue, Scope } from "effect"
 import {
   ExecutionCancelled,
   ExecutionFailed,
@@ -15,7 +15,7 @@ import {
 import { decodeJson, encodeJsonExit } from "./internal/codec.ts"
 import { warn } from "./internal/log.ts"
 import { Registry } from "./internal/Registry.ts"
-import type { ErrorRecord, ExecutionRow, NewExecution, Outcome, Status, StepRecord } from "./internal/Store.ts"
+import type { ErrorRecord, ExecutionRow, NewExecution, Outcome, Signal, Status, StepRecord } from "./internal/Store.ts"
 import { Store } from "./internal/Store.ts"
 import { uuid } from "./internal/uuid.ts"
 import type { AnySchema, AnyTask, Task } from "./Task.ts"
@@ -305,7 +305,6 @@ const makeWaiters = Effect.gen(function*() {
   /** Ids to look at in the next check; `all` makes it look at every awaited id. */
   const due = new Set<string>()
   let all = false
-  const subscription = yield* store.signals
   const settle = (id: string, result: Effect.Effect<Outcome, ExecutionNotFound>) => {
     const waiting = pending.get(id)
     pending.delete(id)
@@ -345,7 +344,9 @@ const makeWaiters = Effect.gen(function*() {
     return requestCheck
   })
   yield* Effect.forever(Effect.andThen(Queue.take(requests), check)).pipe(Effect.forkScoped)
-  yield* Effect.gen(function*() {
+  // Signals are subscribed to by the first await: a client that only invokes
+  // does not listen (and the store then holds no LISTEN connection for it).
+  const onSignals = (subscription: PubSub.Subscription<Signal>) => Effect.gen(function*() {
     while (true) {
       const signal = yield* PubSub.take(subscription)
       if (signal._tag === "Reconnected" || (signal._tag === "Finished" && signal.ids === undefined)) yield* checkAll
@@ -360,12 +361,21 @@ const makeWaiters = Effect.gen(function*() {
         if (named) yield* requestCheck
       }
     }
-  }).pipe(Effect.forkScoped)
+  })
+  // Subscribed before the first check reads, so no signal after it is missed.
+  let subscribed = false
+  const subscribe = Effect.suspend(() => {
+    if (subscribed) return Effect.void
+    subscribed = true
+    return Effect.flatMap(Scope.provide(store.signals, scope), (subscription) =>
+      Effect.asVoid(Effect.forkIn(onSignals(subscription), scope)))
+  })
   // Safety net for a lost notification.
   yield* checkAll.pipe(Effect.delay("5 seconds"), Effect.forever, Effect.forkScoped)
 
   const awaitOutcome = (id: string) =>
     Effect.gen(function*() {
+      yield* subscribe
       const deferred = yield* Deferred.make<Outcome, ExecutionNotFound | StoreError>()
       let waiting = pending.get(id)
       if (!waiting) {

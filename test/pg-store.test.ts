@@ -4,7 +4,7 @@
  */
 import { assert, layer } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Context, Deferred, Effect, Exit, Fiber, Layer, PubSub, Redacted, Schema } from "effect"
+import { Context, Deferred, Effect, Exit, Fiber, Layer, Option, PubSub, Redacted, Schedule, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import { SqlClient } from "effect/sql"
 import { Conductor } from "../src/Conductor.ts"
@@ -74,6 +74,40 @@ layer(pgStack(), { excludeTestServices: true })("migrations", (it) => {
 })
 
 layer(pgStack(), { excludeTestServices: true })("invoke", (it) => {
+  it.effect("a client that only invokes holds no LISTEN connection; its first await opens one", () =>
+    Effect.gen(function*() {
+      const { url } = yield* TestDatabase
+      const sql = yield* SqlClient.SqlClient
+      const listeners = Effect.map(
+        sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'`,
+        (rows) => rows[0]!.n
+      )
+      const before = yield* listeners
+      // Fresh: this file's stack already built Conductor.layer, and a layer is built once per test layer.
+      const client = Layer.fresh(Conductor.layer).pipe(
+        // A schema of its own, so its executions are not this file's.
+        Layer.provideMerge(PgStore.layer({ schema: "invoke_only" })),
+        Layer.provide(PgClient.layer({ url: Redacted.make(url), maxConnections: 2 }))
+      )
+      yield* Effect.gen(function*() {
+        const conductor = yield* Conductor
+        const ids = yield* Effect.forEach([1, 2, 3], (n) => conductor.invoke(Job, { n }))
+        // A listener started with the client would be up within milliseconds; none comes in a second.
+        const more = yield* listeners.pipe(
+          Effect.repeat({ until: (n) => n > before, schedule: Schedule.spaced("50 millis") }),
+          Effect.timeoutOption("1 second")
+        )
+        assert.isTrue(Option.isNone(more))
+        // Awaiting a result (no worker runs it) subscribes, and the store starts listening.
+        yield* Effect.timeoutOption(conductor.result(Job, ids[0]!), "10 millis")
+        const after = yield* listeners.pipe(
+          Effect.repeat({ until: (n) => n > before, schedule: Schedule.spaced("20 millis") }),
+          Effect.timeout("10 seconds")
+        )
+        assert.strictEqual(after, before + 1)
+      }).pipe(Effect.provide(client))
+    }))
+
   it.effect("joins the caller's transaction: enqueued if and only if it commits", () =>
     Effect.gen(function*() {
       const conductor = yield* Conductor

@@ -155,8 +155,13 @@ export const make = (
       Effect.mapError(sql.unsafe<A>(text, params).unprepared, toStoreError(operation))
 
     // --- signals: one listener connection, re-subscribed after a loss ---
+    // Opened by the first subscriber (a worker, a result waiter), so a process
+    // that only invokes holds no LISTEN connection and is not woken by the
+    // notifications meant for workers. Its first signal is Reconnected, once
+    // the LISTEN is in place.
+    const scope = yield* Effect.scope
     const hub = yield* PubSub.unbounded<Signal>()
-    yield* Effect.gen(function*() {
+    const listener = Effect.gen(function*() {
       const queue = yield* pg.listen(channel)
       yield* PubSub.publish(hub, { _tag: "Reconnected" })
       while (true) {
@@ -167,9 +172,15 @@ export const make = (
     }).pipe(
       Effect.scoped,
       Effect.tapError(warn("listening for signals (reconnecting)")),
-      Effect.retry(Schedule.spaced("250 millis")),
-      Effect.forkScoped
+      Effect.retry(Schedule.spaced("250 millis"))
     )
+    let listening = false
+    const signals: StoreService["signals"] = Effect.flatMap(PubSub.subscribe(hub), (subscription) =>
+      Effect.suspend(() => {
+        if (listening) return Effect.succeed(subscription)
+        listening = true
+        return Effect.as(Effect.forkIn(listener, scope), subscription)
+      }))
 
     const send = (signal: Signal) =>
       pg.notify(channel, encodeSignal(signal)).pipe(
@@ -177,7 +188,6 @@ export const make = (
       )
     // A burst of Work signals for a queue costs one NOTIFY in flight plus one
     // folded follow-up; the first goes out at once.
-    const scope = yield* Effect.scope
     const workFolder = makeFolder(scope, (queue: string) => send({ _tag: "Work", queue }))
     const finishedFolder = makeFolder(scope, (_: "f") => send({ _tag: "Finished" }))
     const scheduledFolder = makeFolder(scope, (_: "s") => send({ _tag: "Scheduled" }))
@@ -522,7 +532,7 @@ export const make = (
       steps,
       recordSteps,
       startChildren,
-      signals: PubSub.subscribe(hub),
+      signals,
       signalWork
     } satisfies StoreService
   })
