@@ -12,6 +12,7 @@
 //   BENCH_PEERS_W45=1 also run W4/W5 for graphile-worker and pg-boss (off by default: slow)
 //   BENCH_TIMEOUT_S   per wait (default 600)
 //   BENCH_PG_LOG=1    print the server's log lines
+//   BENCH_TRACE=1     print each drain's progress (ms:handled)
 //   DATABASE_URL      use this server instead of starting one (its settings are printed, not changed)
 import { mkdirSync, writeFileSync } from "node:fs"
 import * as os from "node:os"
