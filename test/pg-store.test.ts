@@ -392,7 +392,8 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
       const sql = yield* SqlClient.SqlClient
       const id = yield* conductor.invoke(Job, { n: 41 })
       // A second client whose clock never moves: its periodic check never runs.
-      const waiter = Context.get(yield* Layer.build(Conductor.layer).pipe(Effect.provide(TestClock.layer())), Conductor)
+      // Fresh: this file's stack already built Conductor.layer, and a build would return that one.
+      const waiter = Context.get(yield* Layer.build(Layer.fresh(Conductor.layer)).pipe(Effect.provide(TestClock.layer())), Conductor)
       const result = yield* Effect.forkChild(waiter.result(Job, id))
       // Finished only after the waiter has marked it.
       while (!(yield* sql<{ awaited: boolean }>`SELECT awaited FROM conductor.executions WHERE id = ${id}`)[0]!.awaited) {
