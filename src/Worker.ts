@@ -116,6 +116,8 @@ class AttemptExecution implements Context.Service.Shape<typeof Execution> {
 
 /** Exchange statements a worker keeps in flight at most (see the exchange loop). */
 const exchanges = 2
+/** How soon a due execution that was locked during promotion is looked at again. */
+const skippedRetryMillis = 20
 
 const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidConfig, Store | Registry | Scope.Scope> =>
   Effect.gen(function*() {
@@ -197,8 +199,14 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     const promote = Effect.gen(function*() {
       while (true) {
         const { more, next } = yield* store.promoteDue
-        if (next !== undefined) yield* arm(next)
-        if (!more) return
+        if (more) continue
+        if (next !== undefined) {
+          // A due execution the store could not take (another statement held
+          // it) is looked at again shortly, not at once: the lock may last.
+          const now = yield* storeNow
+          yield* arm(next > now ? next : now + skippedRetryMillis)
+        }
+        return
       }
     }).pipe(Effect.catch(warn("promoting due work")))
 

@@ -411,9 +411,38 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
       }))
       yield* store.insert(rows)
       yield* Effect.sleep("100 millis")
-      assert.deepStrictEqual(yield* store.promoteDue, { next: undefined, more: true })
+      const first = yield* store.promoteDue
+      assert.isTrue(first.more)
+      // What it left behind is due already.
+      assert.isAtMost(first.next!, Date.now())
       assert.deepStrictEqual(yield* store.promoteDue, { next: undefined, more: false })
       assert.strictEqual(yield* count("conductor.executions WHERE status = 'pending' AND queue = 'wave'"), 6000)
+    }))
+
+  it.effect("a due execution another statement holds locked is reported as next, not dropped until the poll", () =>
+    Effect.gen(function*() {
+      const store = yield* Store
+      const sql = yield* SqlClient.SqlClient
+      const id = crypto.randomUUID()
+      yield* store.insert([{ id, task: "job", queue: "held", payload: {}, priority: 0, maxAttempts: 3, delayMillis: 60_000 }])
+      const dueAt = Date.now() - 1000
+      yield* sql`UPDATE conductor.executions SET run_at = to_timestamp(${dueAt / 1000}) WHERE id = ${id}`
+      const locked = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      // Another connection holds the row, as a result waiter's mark or a dedupe hit does for a moment.
+      const holder = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
+        yield* sql`SELECT id FROM conductor.executions WHERE id = ${id} FOR UPDATE`
+        yield* Deferred.succeed(locked, undefined)
+        yield* Deferred.await(release)
+      })))
+      yield* Deferred.await(locked)
+      const skipped = yield* store.promoteDue
+      assert.isFalse(skipped.more)
+      assert.approximately(skipped.next!, dueAt, 1)
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(holder)
+      assert.deepStrictEqual(yield* store.promoteDue, { next: undefined, more: false })
+      assert.strictEqual((yield* store.get(id))!.status, "pending")
     }))
 
   it.effect("a handler whose lease was taken away is interrupted and writes nothing", () =>

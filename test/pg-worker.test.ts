@@ -3,7 +3,7 @@
  * timeouts, shutdown, and cancellation reaching running handlers.
  */
 import { assert, layer } from "@effect/vitest"
-import { Deferred, Effect, Layer, Schema } from "effect"
+import { Deferred, Effect, Fiber, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { Conductor } from "../src/Conductor.ts"
 import { StoreError } from "../src/Errors.ts"
@@ -193,6 +193,42 @@ layer(pgStack(), { excludeTestServices: true })("starting", (it) => {
         Deferred.await(ran)
       ).pipe(Effect.provide(clockNeverAnswers), Effect.timeout("10 seconds"))
       assert.strictEqual(n, 7)
+    }))
+})
+
+layer(pgStack(), { excludeTestServices: true })("promotion", (it) => {
+  it.effect("a due execution that was locked while its worker promoted runs once the lock goes, without waiting for the poll", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const sql = yield* SqlClient.SqlClient
+      const Due = Task.make("due", { payload: Schema.Struct({}), success: Schema.String })
+      // The store's listener is up before the worker subscribes, so the worker
+      // gets no Reconnected signal (which promotes at once); the invocation's
+      // Scheduled signal goes out before it subscribes too.
+      yield* Effect.scoped(Effect.flatMap((yield* Store).signals, listening))
+      const id = yield* conductor.invoke(Due, {}, { delay: "1 minute" })
+      yield* sql`UPDATE conductor.executions SET run_at = now() - interval '1 second' WHERE id = ${id}`
+      const locked = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      // Another connection holds the row (as a result waiter's mark does for a moment)...
+      const holder = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
+        yield* sql`SELECT id FROM conductor.executions WHERE id = ${id} FOR UPDATE`
+        yield* Deferred.succeed(locked, undefined)
+        yield* Deferred.await(release)
+      })))
+      yield* Deferred.await(locked)
+      // ...until the worker's first promotion has skipped it.
+      const promotedOnce = Layer.effect(
+        Store,
+        Effect.map(Effect.service(Store), (store) =>
+          Store.of({ ...store, promoteDue: Effect.tap(store.promoteDue, () => Deferred.succeed(release, undefined)) }))
+      )
+      const result = yield* withWorker(
+        Due.toLayer(() => Effect.succeed("ran")),
+        { pollInterval: "1 hour" },
+        Effect.andThen(Fiber.join(holder), conductor.result(Due, id))
+      ).pipe(Effect.provide(promotedOnce), Effect.timeout("10 seconds"))
+      assert.strictEqual(result, "ran")
     }))
 })
 

@@ -225,8 +225,10 @@ export interface StoreService {
 
   /**
    * Moves due scheduled and waiting executions to pending (a bounded batch)
-   * and signals their queues. Returns the earliest run_at still in the
-   * future, if any, and whether more may be due right now.
+   * and signals their queues. Returns the earliest run_at of the scheduled
+   * and waiting executions it left (in the past for a due one it could not
+   * take, being locked by another statement), if any, and whether more may be
+   * due right now.
    */
   readonly promoteDue: Effect.Effect<{ readonly next: number | undefined; readonly more: boolean }, StoreError>
 

@@ -170,7 +170,10 @@ export const queries = (S: string) => ({
   /**
    * Promotes due scheduled and waiting rows to pending through the due-time
    * index (5000 at a time; \`more\` says the batch was full), and reports the
-   * next future run_at so callers can arm a timer instead of polling.
+   * earliest run_at of what it left behind so callers can arm a timer instead
+   * of polling. A due row another statement holds locked right now (a result
+   * waiter marking it, a dedupe hit) is skipped, and its run_at, already past,
+   * is that next time: skipped silently, it would have waited for the poll.
    */
   promoteDue: `
     WITH due AS (
@@ -186,7 +189,8 @@ export const queries = (S: string) => ({
     SELECT ARRAY(SELECT DISTINCT queue FROM promoted) AS queues,
            (SELECT count(*) FROM promoted) = 5000 AS more,
            (SELECT (extract(epoch FROM min(run_at)) * 1000)::float8 FROM ${S}.executions
-             WHERE status IN ('scheduled', 'waiting') AND run_at > now() AND run_at < 'infinity') AS next_ms`,
+             WHERE status IN ('scheduled', 'waiting') AND run_at < 'infinity'
+               AND NOT (id = ANY (ARRAY(SELECT id FROM due)))) AS next_ms`,
 
   /**
    * Cancels an execution and its unfinished descendants: those not running
