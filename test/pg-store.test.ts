@@ -12,6 +12,7 @@ import { loadMigrations } from "../src/internal/pg/migrate.ts"
 import { type StepRecord, Store } from "../src/internal/Store.ts"
 import * as PgStore from "../src/PgStore.ts"
 import * as Task from "../src/Task.ts"
+import { holdRow } from "./support/locks.ts"
 import { listening, workFor } from "./support/signals.ts"
 import { pgStack, withWorker } from "./support/stack.ts"
 import { TestDatabase } from "./support/TestDatabase.ts"
@@ -427,20 +428,12 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
       yield* store.insert([{ id, task: "job", queue: "held", payload: {}, priority: 0, maxAttempts: 3, delayMillis: 60_000 }])
       const dueAt = Date.now() - 1000
       yield* sql`UPDATE conductor.executions SET run_at = to_timestamp(${dueAt / 1000}) WHERE id = ${id}`
-      const locked = yield* Deferred.make<void>()
-      const release = yield* Deferred.make<void>()
-      // Another connection holds the row, as a result waiter's mark or a dedupe hit does for a moment.
-      const holder = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
-        yield* sql`SELECT id FROM conductor.executions WHERE id = ${id} FOR UPDATE`
-        yield* Deferred.succeed(locked, undefined)
-        yield* Deferred.await(release)
-      })))
-      yield* Deferred.await(locked)
+      const { release, released } = yield* holdRow(id)
       const skipped = yield* store.promoteDue
       assert.isFalse(skipped.more)
       assert.approximately(skipped.next!, dueAt, 1)
       yield* Deferred.succeed(release, undefined)
-      yield* Fiber.join(holder)
+      yield* released
       assert.deepStrictEqual(yield* store.promoteDue, { next: undefined, more: false })
       assert.strictEqual((yield* store.get(id))!.status, "pending")
     }))

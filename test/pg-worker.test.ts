@@ -3,13 +3,14 @@
  * timeouts, shutdown, and cancellation reaching running handlers.
  */
 import { assert, layer } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Layer, Schema } from "effect"
+import { Deferred, Effect, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { Conductor } from "../src/Conductor.ts"
 import { StoreError } from "../src/Errors.ts"
 import { Store } from "../src/internal/Store.ts"
 import * as Durable from "../src/Durable.ts"
 import * as Task from "../src/Task.ts"
+import { holdRow } from "./support/locks.ts"
 import { listening, workFor } from "./support/signals.ts"
 import { pgStack, withWorker } from "./support/stack.ts"
 
@@ -208,16 +209,8 @@ layer(pgStack(), { excludeTestServices: true })("promotion", (it) => {
       yield* Effect.scoped(Effect.flatMap((yield* Store).signals, listening))
       const id = yield* conductor.invoke(Due, {}, { delay: "1 minute" })
       yield* sql`UPDATE conductor.executions SET run_at = now() - interval '1 second' WHERE id = ${id}`
-      const locked = yield* Deferred.make<void>()
-      const release = yield* Deferred.make<void>()
-      // Another connection holds the row (as a result waiter's mark does for a moment)...
-      const holder = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
-        yield* sql`SELECT id FROM conductor.executions WHERE id = ${id} FOR UPDATE`
-        yield* Deferred.succeed(locked, undefined)
-        yield* Deferred.await(release)
-      })))
-      yield* Deferred.await(locked)
-      // ...until the worker's first promotion has skipped it.
+      // Another connection holds the row until the worker's first promotion has skipped it.
+      const { release, released } = yield* holdRow(id)
       const promotedOnce = Layer.effect(
         Store,
         Effect.map(Effect.service(Store), (store) =>
@@ -226,7 +219,7 @@ layer(pgStack(), { excludeTestServices: true })("promotion", (it) => {
       const result = yield* withWorker(
         Due.toLayer(() => Effect.succeed("ran")),
         { pollInterval: "1 hour" },
-        Effect.andThen(Fiber.join(holder), conductor.result(Due, id))
+        Effect.andThen(released, conductor.result(Due, id))
       ).pipe(Effect.provide(promotedOnce), Effect.timeout("10 seconds"))
       assert.strictEqual(result, "ran")
     }))
