@@ -286,12 +286,13 @@ const info = (row: ExecutionRow, steps: ReadonlyArray<StepRecord>, children: Rea
 
 /**
  * Everyone in this process awaiting results shares one subscription and one
- * checker. A check marks the ids that need a look (newly awaited ones, and
- * awaited ones a Finished signal names) as awaited, so their finish will name
- * them in a Finished signal, and reads their outcomes, in one query; it asks
- * once which newly awaited ids do not exist, however many callers wait.
- * A Finished signal without ids, a reconnect or the slow safety tick looks at
- * every awaited id.
+ * checker. A check marks the newly awaited ids as awaited, so that their
+ * finish will name them in a Finished signal, and reads their outcomes, in
+ * one query; it asks once which newly awaited ids do not exist, however many
+ * callers wait. The ids a Finished signal names were marked and are finished:
+ * they are only read (a plain read, where a mark is an UPDATE in a write
+ * transaction). A Finished signal without ids, a reconnect or the slow safety
+ * tick marks and reads every awaited id.
  */
 const makeWaiters = Effect.gen(function*() {
   const store = yield* Store
@@ -302,8 +303,10 @@ const makeWaiters = Effect.gen(function*() {
   }
   const scope = yield* Effect.scope
   const pending = new Map<string, Waiting>()
-  /** Ids to look at in the next check; `all` makes it look at every awaited id. */
+  /** Ids to mark and read in the next check; `all` makes it mark and read every awaited id. */
   const due = new Set<string>()
+  /** Ids a Finished signal named: marked and finished, so only read. */
+  const named = new Set<string>()
   let all = false
   const settle = (id: string, result: Effect.Effect<Outcome, ExecutionNotFound>) => {
     const waiting = pending.get(id)
@@ -313,8 +316,13 @@ const makeWaiters = Effect.gen(function*() {
 
   const check = Effect.gen(function*() {
     const ids = all ? [...pending.keys()] : [...due].filter((id) => pending.has(id))
+    const reads = all ? [] : [...named].filter((id) => pending.has(id) && !due.has(id))
     all = false
     due.clear()
+    named.clear()
+    if (reads.length > 0) {
+      for (const outcome of yield* store.outcomes(reads)) settle(outcome.id, Effect.succeed(outcome))
+    }
     if (ids.length === 0) return
     const { busy, outcomes } = yield* store.awaitOutcomes(ids)
     for (const outcome of outcomes) settle(outcome.id, Effect.succeed(outcome))
@@ -351,14 +359,14 @@ const makeWaiters = Effect.gen(function*() {
       const signal = yield* PubSub.take(subscription)
       if (signal._tag === "Reconnected" || (signal._tag === "Finished" && signal.ids === undefined)) yield* checkAll
       else if (signal._tag === "Finished" && pending.size > 0) {
-        let named = false
+        let any = false
         for (const id of signal.ids!) {
           if (pending.has(id)) {
-            due.add(id)
-            named = true
+            named.add(id)
+            any = true
           }
         }
-        if (named) yield* requestCheck
+        if (any) yield* requestCheck
       }
     }
   })

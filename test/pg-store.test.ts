@@ -387,14 +387,27 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
       yield* woken
     }).pipe(Effect.scoped))
 
-  it.effect("a result waiter learns of the finish from the finish itself, not from its periodic check", () =>
+  it.effect("a result waiter learns of the finish from the finish itself, not from its periodic check, and then only reads", () =>
     Effect.gen(function*() {
       const conductor = yield* Conductor
       const sql = yield* SqlClient.SqlClient
+      // The store listens before the waiter subscribes: a listener starting
+      // with the waiter would begin with Reconnected, which marks every awaited id.
+      yield* listening(yield* (yield* Store).signals)
       const id = yield* conductor.invoke(Job, { n: 41 })
+      // The waiter's store, counting its marks (an UPDATE each) and its plain reads.
+      const calls = { marks: 0, reads: 0 }
+      const counted = Layer.effect(Store, Effect.map(Effect.service(Store), (store) => Store.of({
+        ...store,
+        awaitOutcomes: (ids) => Effect.suspend(() => (calls.marks++, store.awaitOutcomes(ids))),
+        outcomes: (ids) => Effect.suspend(() => (calls.reads++, store.outcomes(ids)))
+      })))
       // A second client whose clock never moves: its periodic check never runs.
       // Fresh: this file's stack already built Conductor.layer, and a build would return that one.
-      const waiter = Context.get(yield* Layer.build(Layer.fresh(Conductor.layer)).pipe(Effect.provide(TestClock.layer())), Conductor)
+      const waiter = Context.get(
+        yield* Layer.build(Layer.fresh(Conductor.layer).pipe(Layer.provide(counted))).pipe(Effect.provide(TestClock.layer())),
+        Conductor
+      )
       const result = yield* Effect.forkChild(waiter.result(Job, id))
       // Finished only after the waiter has marked it.
       while (!(yield* sql<{ awaited: boolean }>`SELECT awaited FROM conductor.executions WHERE id = ${id}`)[0]!.awaited) {
@@ -402,6 +415,8 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
       }
       yield* withWorker(JobLive, {}, conductor.result(Job, id))
       assert.strictEqual(yield* Fiber.join(result), 42)
+      // Marked once, when first awaited; the finish named it, so it was read, not marked again.
+      assert.deepStrictEqual(calls, { marks: 1, reads: 1 })
     }).pipe(Effect.scoped))
 
   it.effect("promoting a large wave of due work reports that more is due", () =>
@@ -463,6 +478,19 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
 })
 
 layer(pgStack(), { excludeTestServices: true })("plans and table growth", (it) => {
+  it.effect("the per-batch functions keep one generic plan, planned with sequential scans off", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const hot = ["claim", "finish", "requeue", "record_steps", "record_steps_careful", "start_children", "await_outcomes", "outcomes"]
+      const found = yield* sql<{ proname: string; proconfig: Array<string> | null }>`
+        SELECT p.proname, p.proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = 'conductor' AND p.proname IN ${sql.in(hot)} ORDER BY p.proname`
+      assert.deepStrictEqual(found.map((f) => f.proname), [...hot].sort())
+      for (const f of found) {
+        assert.includeMembers(f.proconfig ?? [], ["enable_seqscan=off", "plan_cache_mode=force_generic_plan"], f.proname)
+      }
+    }))
+
   it.effect("every statement of the store stays on its indexes when a table grows far past the statistics of its first plans", () =>
     Effect.gen(function*() {
       const { url } = yield* TestDatabase
