@@ -9,7 +9,14 @@ import type { WorkerModuleSpec } from "./queue.ts"
 import { dbCounters, walPosition } from "./pg.ts"
 import { nowMs, sleep } from "./stats.ts"
 
-export const W3_WARMUP = Number(process.env.BENCH_W3_WARMUP ?? 50)
+// 500: after 50, about 250 of effect-conductor's 300 TurboFan compilations still fell
+// into the timed 500 workflows (`--trace-opt`), which then ran at half the CPU per step.
+export const W3_WARMUP = Number(process.env.BENCH_W3_WARMUP ?? 500)
+
+// A backend reports its transaction counters at most once a second, and one that went
+// idle up to 10 s later: before that, the warm-up's transactions would still land in
+// the timed window's count.
+const STATS_SETTLE_MS = 11_000
 
 export const runSteps = async (
   ctx: BenchContext,
@@ -26,7 +33,7 @@ export const runSteps = async (
     dbUrl: ctx.dbUrl,
     label: "w3"
   })
-  await sleep(1500) // let set-up statistics flush (backends report at most once a second)
+  await sleep(STATS_SETTLE_MS)
   const before = await dbCounters(ctx.adminUrl, ctx.dbName)
   const t0 = nowMs()
   w.go()
