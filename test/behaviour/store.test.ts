@@ -31,6 +31,22 @@ for (const backend of backends) {
         }
       }))
 
+    it.effect("a claim returns its executions in claim order (higher priority first), whatever their ids", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const queue = unique("q")
+        // Random ids: their order says nothing of the priorities.
+        const rows = Array.from({ length: 40 }, (_, i) => ({
+          id: crypto.randomUUID(), task: "t", queue, payload: {}, priority: (i * 7) % 5, maxAttempts: 3
+        }))
+        yield* store.insert(rows)
+        const claimed = yield* store.claim({ queue, tasks: ["t"], limit: 40, workerId: worker, leaseMillis: 60_000 })
+        const priority = new Map<string, number>(rows.map((row) => [row.id, row.priority]))
+        const priorities = claimed.map((c) => priority.get(c.id)!)
+        assert.deepStrictEqual(priorities, [...priorities].sort((a, b) => b - a))
+        assert.strictEqual(claimed.length, 40)
+      }))
+
     it.effect("only an execution's first claim is fresh (no steps to read)", () =>
       Effect.gen(function*() {
         const store = yield* Store
