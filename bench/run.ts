@@ -206,9 +206,9 @@ const markdown = (rep: { loadAverage: { atStart: number[] }; results: CaseResult
   out.push("")
   if (by("w1").length) {
     out.push("### W1 burn-down (no-op jobs inserted in bulk, then drained)", "")
-    out.push("| system | jobs | worker processes | insert jobs/s | drain jobs/s | worker peak RSS MB | worker CPU µs/job | Postgres CPU µs/job |", "|---|---:|---:|---:|---:|---:|---:|---:|")
+    out.push("| system | jobs | worker processes | insert jobs/s | drain jobs/s | worker peak RSS MB | worker CPU µs/job (main thread) | Postgres CPU µs/job |", "|---|---:|---:|---:|---:|---:|---:|---:|")
     for (const r of by("w1"))
-      out.push(`| ${r.system}${err(r)} | ${fmt(r.params.n)} | ${r.params.processes} | ${fmt(r.median.insertPerSec)} | ${fmt(r.median.drainPerSec)} | ${fmt(r.median.workerPeakRssMB)} | ${fmt(r.median.workerCpuUsPerJob)} | ${fmt(r.median.pgCpuUsPerJob)} |`)
+      out.push(`| ${r.system}${err(r)} | ${fmt(r.params.n)} | ${r.params.processes} | ${fmt(r.median.insertPerSec)} | ${fmt(r.median.drainPerSec)} | ${fmt(r.median.workerPeakRssMB)} | ${fmt(r.median.workerCpuUsPerJob)} (${fmt(r.median.workerMainThreadCpuUsPerJob)}) | ${fmt(r.median.pgCpuUsPerJob)} |`)
     out.push("")
   }
   if (by("w2").length) {
@@ -219,9 +219,9 @@ const markdown = (rep: { loadAverage: { atStart: number[] }; results: CaseResult
   }
   if (by("w3").length) {
     out.push(`### W3 durable steps (${W3.workflows} workflows x ${W3.steps} steps, ${W3.inFlight} in flight)`, "")
-    out.push("| system | workflows/s | steps/s | xacts/step | WAL bytes/step |", "|---|---:|---:|---:|---:|")
+    out.push("| system | workflows/s | steps/s | xacts/step | WAL bytes/step | worker CPU µs/step (main thread) |", "|---|---:|---:|---:|---:|---:|")
     for (const r of by("w3"))
-      out.push(`| ${r.system}${err(r)} | ${fmt(r.median.workflowsPerSec)} | ${fmt(r.median.stepsPerSec)} | ${fmt(r.median.xactsPerStep, 2)} | ${fmt(r.median.walBytesPerStep)} |`)
+      out.push(`| ${r.system}${err(r)} | ${fmt(r.median.workflowsPerSec)} | ${fmt(r.median.stepsPerSec)} | ${fmt(r.median.xactsPerStep, 2)} | ${fmt(r.median.walBytesPerStep)} | ${fmt(r.median.workerCpuUsPerStep)} (${fmt(r.median.workerMainThreadCpuUsPerStep)}) |`)
     out.push("")
   }
   const w1At = (sys: string, n: number, p: number) => rs.find((r) => r.workload === "w1" && r.system === sys && r.params.n === n && r.params.processes === p)?.median.drainPerSec

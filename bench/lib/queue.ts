@@ -32,7 +32,7 @@ import type {
 } from "../systems/types.ts"
 import type { WorkerHandle } from "./child.ts"
 import { checkpoint } from "./pg.ts"
-import { cpuMsOf, nowMs, percentile, postgresCpuMs, sleep } from "./stats.ts"
+import { cpuMsOf, mainThreadCpuMsOf, nowMs, percentile, postgresCpuMs, sleep } from "./stats.ts"
 
 export const INSERT_CHUNK = 10_000
 const TIMEOUT_MS = Number(process.env.BENCH_TIMEOUT_S ?? 600) * 1000
@@ -124,6 +124,7 @@ const timeDrain = async (a: QueueAdapter, ctx: BenchContext, workers: WorkerHand
     const allHandled = new Promise<void>((res) => (notify = res))
     const failed = Promise.race(workers.map((w) => w.finished().then(() => new Promise<never>(() => {}))))
     const workerCpu0 = workers.reduce((sum, w) => sum + cpuMsOf(w.pid), 0)
+    const workerMainCpu0 = workers.reduce((sum, w) => sum + mainThreadCpuMsOf(w.pid), 0)
     const pgCpu0 = postgresCpuMs()
     const trace: Array<[number, number]> = []
     t0 = nowMs()
@@ -135,8 +136,10 @@ const timeDrain = async (a: QueueAdapter, ctx: BenchContext, workers: WorkerHand
     // CPU spent during the drain, per job: the worker processes', and the local
     // Postgres server's (all its processes; includes this runner's polling).
     const workerCpuUsPerJob = ((workers.reduce((sum, w) => sum + cpuMsOf(w.pid), 0) - workerCpu0) * 1000) / target
+    const workerMainThreadCpuUsPerJob =
+      ((workers.reduce((sum, w) => sum + mainThreadCpuMsOf(w.pid), 0) - workerMainCpu0) * 1000) / target
     const pgCpuUsPerJob = ((postgresCpuMs() - pgCpu0) * 1000) / target
-    return { seconds, workerCpuUsPerJob, pgCpuUsPerJob }
+    return { seconds, workerCpuUsPerJob, workerMainThreadCpuUsPerJob, pgCpuUsPerJob }
   } finally {
     await c.end()
   }
@@ -155,9 +158,16 @@ export const queueSystem = (a: QueueAdapter): BenchSystem => {
     const insertPerSec = await insertJobs(a, ctx.dbUrl, p.n)
     const workers = await spawnWorkers(ctx, a, "drain", p.processes)
     await checkpoint(ctx.adminUrl)
-    const { seconds, workerCpuUsPerJob, pgCpuUsPerJob } = await timeDrain(a, ctx, workers, p.n, 0)
+    const { seconds, workerCpuUsPerJob, workerMainThreadCpuUsPerJob, pgCpuUsPerJob } = await timeDrain(a, ctx, workers, p.n, 0)
     const { peakRssMB } = await stopAll(workers)
-    return { insertPerSec, drainPerSec: p.n / seconds, workerPeakRssMB: peakRssMB, workerCpuUsPerJob, pgCpuUsPerJob }
+    return {
+      insertPerSec,
+      drainPerSec: p.n / seconds,
+      workerPeakRssMB: peakRssMB,
+      workerCpuUsPerJob,
+      workerMainThreadCpuUsPerJob,
+      pgCpuUsPerJob
+    }
   }
 
   const w2 = async (ctx: BenchContext, p: W2Params): Promise<W2Result> => {

@@ -23,15 +23,22 @@ export const round = (x: number, digits = 0) => {
 }
 
 /** CPU time (user + system, ms) a process has used so far, from /proc; NaN where unreadable. */
-export const cpuMsOf = (pid: number): number => {
+export const cpuMsOf = (pid: number, file = `/proc/${pid}/stat`): number => {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    const stat = readFileSync(file, "utf8")
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
     return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS
   } catch {
     return NaN
   }
 }
+
+/**
+ * CPU ms used so far by a process's main thread (its thread id is the process
+ * id): the JavaScript thread of a Node process. The rest of `cpuMsOf` is
+ * spent on its other threads (V8's compiler and garbage-collector helpers, libuv).
+ */
+export const mainThreadCpuMsOf = (pid: number): number => cpuMsOf(pid, `/proc/${pid}/task/${pid}/stat`)
 
 /** CPU ms used so far by every local process named `postgres` (0 when the server is not local). */
 export const postgresCpuMs = (): number => {

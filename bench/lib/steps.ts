@@ -7,7 +7,7 @@
 import type { BenchContext, W3Params, W3Result } from "../systems/types.ts"
 import type { WorkerModuleSpec } from "./queue.ts"
 import { dbCounters, walPosition } from "./pg.ts"
-import { nowMs, sleep } from "./stats.ts"
+import { cpuMsOf, mainThreadCpuMsOf, nowMs, sleep } from "./stats.ts"
 
 // 500: after 50, about 250 of effect-conductor's 300 TurboFan compilations still fell
 // into the timed 500 workflows (`--trace-opt`), which then ran at half the CPU per step.
@@ -35,10 +35,14 @@ export const runSteps = async (
   })
   await sleep(STATS_SETTLE_MS)
   const before = await dbCounters(ctx.adminUrl, ctx.dbName)
+  const cpu0 = cpuMsOf(w.pid)
+  const mainCpu0 = mainThreadCpuMsOf(w.pid)
   const t0 = nowMs()
   w.go()
   await w.finished()
   const seconds = (nowMs() - t0) / 1000
+  const cpuMs = cpuMsOf(w.pid) - cpu0
+  const mainCpuMs = mainThreadCpuMsOf(w.pid) - mainCpu0
   const walAfter = await walPosition(ctx.adminUrl)
   await w.stop()
   await sleep(200)
@@ -48,6 +52,8 @@ export const runSteps = async (
     workflowsPerSec: p.workflows / seconds,
     stepsPerSec: steps / seconds,
     xactsPerStep: (after.xacts - before.xacts) / steps,
-    walBytesPerStep: (walAfter - before.wal) / steps
+    walBytesPerStep: (walAfter - before.wal) / steps,
+    workerCpuUsPerStep: (cpuMs * 1000) / steps,
+    workerMainThreadCpuUsPerStep: (mainCpuMs * 1000) / steps
   }
 }

@@ -50,6 +50,8 @@ export interface W1Result {
   readonly workerPeakRssMB?: number
   /** CPU µs per job during the drain: all worker processes together, and the local Postgres server */
   readonly workerCpuUsPerJob?: number
+  /** the part of workerCpuUsPerJob on the workers' main (JavaScript) threads */
+  readonly workerMainThreadCpuUsPerJob?: number
   readonly pgCpuUsPerJob?: number
 }
 export interface W2Result {
@@ -65,6 +67,9 @@ export interface W3Result {
   readonly xactsPerStep: number
   /** pg_current_wal_lsn() delta over the run / steps (whole cluster; nothing else runs) */
   readonly walBytesPerStep: number
+  /** CPU µs per step of the worker process (which also invokes and awaits), and of its main thread */
+  readonly workerCpuUsPerStep?: number
+  readonly workerMainThreadCpuUsPerStep?: number
 }
 export interface W4Result {
   /** W4a: drain rate of the first `drain` jobs with `backlog` runnable ones queued */
