@@ -294,6 +294,9 @@ const info = (row: ExecutionRow, steps: ReadonlyArray<StepRecord>, children: Rea
  * transaction). A Finished signal without ids, a reconnect or the slow safety
  * tick marks and reads every awaited id.
  */
+/** After a check that failed (the database unreachable a moment), the next one. */
+const RETRY_CHECK = "1 second"
+
 const makeWaiters = Effect.gen(function*() {
   const store = yield* Store
   interface Waiting {
@@ -342,7 +345,17 @@ const makeWaiters = Effect.gen(function*() {
         if (waiting) waiting.verified = true
       }
     }
-  }).pipe(Effect.catch(warn("reading results")))
+  }).pipe(Effect.catch((error) =>
+    Effect.andThen(
+      warn("reading results")(error),
+      // What this check took is not settled: look at every awaited id again
+      // shortly, rather than at the next safety tick.
+      Effect.suspend(() => {
+        all = true
+        return Effect.forkIn(Effect.delay(requestCheck, RETRY_CHECK), scope)
+      })
+    )
+  ))
 
   // One check at a time; requests made meanwhile fold into one more.
   const requests = yield* Queue.sliding<void>(1)

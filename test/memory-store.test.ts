@@ -4,12 +4,13 @@
  * Behaviour shared with Postgres lives in test/behaviour.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Clock, Deferred, Effect, Exit, Fiber, Layer, PubSub, References, Schema } from "effect"
+import { Cause, Clock, Context, Deferred, Effect, Exit, Fiber, Layer, PubSub, References, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import { Conductor } from "../src/Conductor.ts"
 import * as Durable from "../src/Durable.ts"
 import * as MemoryStore from "../src/internal/memory/MemoryStore.ts"
-import type { NewExecution, Signal, StepRecord, StoreService } from "../src/internal/Store.ts"
+import { type NewExecution, type Signal, type StepRecord, Store, type StoreService } from "../src/internal/Store.ts"
+import { StoreError } from "../src/Errors.ts"
 import * as Task from "../src/Task.ts"
 import * as TestConductor from "../src/TestConductor.ts"
 
@@ -282,6 +283,37 @@ const exec = (id: string, overrides: Partial<NewExecution> = {}): NewExecution =
 const uuid = (n: number) => `00000000-0000-4000-8000-${String(n).padStart(12, "0")}`
 const claim = (store: StoreService, workerId: string, limit = 10, leaseMillis = 1000) =>
   store.claim({ queue: "q", tasks: ["t"], limit, workerId, leaseMillis })
+
+describe("result waiters", () => {
+  it.effect("a check that fails is retried within a second, not left to the periodic check", () =>
+    Effect.gen(function*() {
+      const store = yield* MemoryStore.make
+      const id = uuid(1)
+      yield* store.insert([exec(id)])
+      yield* claim(store, "w")
+      yield* store.finish("w", [{ _tag: "Completed", id, result: 41 }])
+      // The first read of outcomes fails, as with the database down for a moment.
+      const failed = yield* Deferred.make<void>()
+      const flaky: StoreService = {
+        ...store,
+        awaitOutcomes: (ids) =>
+          Deferred.isDoneUnsafe(failed)
+            ? store.awaitOutcomes(ids)
+            : Effect.andThen(Deferred.succeed(failed, undefined), Effect.fail(new StoreError({ message: "connection lost", cause: undefined })))
+      }
+      const Job = Task.make("t", { payload: Schema.Struct({}), success: Schema.Number })
+      const conductor = Context.get(yield* Layer.build(Conductor.layer.pipe(Layer.provide(Layer.succeed(Store, flaky)))), Conductor)
+      const result = yield* Effect.forkChild(conductor.result(Job, id))
+      yield* Deferred.await(failed)
+      yield* TestClock.adjust("999 millis")
+      assert.isUndefined(result.pollUnsafe())
+      yield* TestClock.adjust("1 millis")
+      // The retried check runs on other fibers: let them, without moving the clock.
+      for (let i = 0; i < 100 && result.pollUnsafe() === undefined; i++) yield* Effect.yieldNow
+      assert.isDefined(result.pollUnsafe(), "settled by the retried check, before the periodic one")
+      assert.strictEqual(yield* Fiber.join(result), 41)
+    }).pipe(Effect.scoped, Effect.provide(TestClock.layer())))
+})
 
 describe("MemoryStore", () => {
   it.effect("claims by priority, then run_at, then first enqueued; counts the attempt and leases", () =>
