@@ -9,7 +9,7 @@ import { TestClock } from "effect/testing"
 import { SqlClient } from "effect/sql"
 import { Conductor } from "../src/Conductor.ts"
 import { loadMigrations } from "../src/internal/pg/migrate.ts"
-import { type StepRecord, Store } from "../src/internal/Store.ts"
+import { type NewExecution, type StepRecord, Store } from "../src/internal/Store.ts"
 import * as PgStore from "../src/PgStore.ts"
 import * as Task from "../src/Task.ts"
 import { holdRow } from "./support/locks.ts"
@@ -194,6 +194,46 @@ layer(pgStack(), { excludeTestServices: true })("invoke", (it) => {
       yield* withWorker(JobLive, {}, conductor.result(Job, id))
       const mismatch = yield* Effect.flip(conductor.result(Other, id))
       assert.strictEqual(mismatch._tag, "TaskMismatch")
+    }))
+
+  it.effect("one execution alone (its own statement) is stored as it would be in a batch", () =>
+    Effect.gen(function*() {
+      const store = yield* Store
+      const sql = yield* SqlClient.SqlClient
+      const now = Date.now()
+      const cases: ReadonlyArray<Partial<NewExecution>> = [
+        {},
+        { priority: 7, payload: { n: 2, s: "quote \" and backslash \\" } },
+        { payload: null },
+        { delayMillis: 60_000 },
+        { runAt: now + 3_600_000 },
+        { runAt: now - 1_000 },
+        { parentId: crypto.randomUUID(), parentStep: "child step", maxAttempts: 1 }
+      ]
+      const stored = (id: string) =>
+        Effect.map(
+          sql<{ status: string; priority: number; payload: unknown; max_attempts: number; attempts: number; parent_id: string | null; parent_step: string | null; run_at_ms: number }>`
+            SELECT status, priority, payload, max_attempts, attempts, parent_id, parent_step,
+                   (extract(epoch FROM run_at) * 1000)::float8 AS run_at_ms
+            FROM conductor.executions WHERE id = ${id}`,
+          (rows) => rows[0]!
+        )
+      for (const options of cases) {
+        const row = (): NewExecution => ({ id: crypto.randomUUID(), task: "job", queue: "single", payload: { n: 1 }, priority: 0, maxAttempts: 3, ...options })
+        const alone = row()
+        const batch = row()
+        const filler = row()
+        assert.deepStrictEqual(yield* store.insert([alone]), [{ id: alone.id, created: true }])
+        assert.deepStrictEqual(yield* store.insert([batch, filler]), [{ id: batch.id, created: true }, { id: filler.id, created: true }])
+        const { run_at_ms: a, ...one } = yield* stored(alone.id)
+        const { run_at_ms: b, ...many } = yield* stored(batch.id)
+        assert.deepStrictEqual(one, many, JSON.stringify(options))
+        assert.strictEqual(one.status, options.delayMillis !== undefined || (options.runAt ?? 0) > now ? "scheduled" : "pending")
+        if (options.runAt !== undefined) {
+          assert.strictEqual(a, options.runAt)
+          assert.strictEqual(b, options.runAt)
+        } else assert.isBelow(Math.abs(a - b), 5_000, JSON.stringify(options))
+      }
     }))
 })
 

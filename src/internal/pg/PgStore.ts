@@ -216,10 +216,23 @@ export const make = (
       const carry = batchQueues.every((queue) => !notifying.has(queue))
       return Effect.gen(function*() {
         if (carry) for (const queue of batchQueues) notifying.set(queue, (notifying.get(queue) ?? 0) + 1)
+        const one = executions.length === 1 && executions[0]!.dedupeKey === undefined ? executions[0]! : undefined
         const rows = yield* run<{ id: string; task: string; dedupe_key: string | null; queue: string; status: string; created: boolean }>(
           "insert",
-          Q.insert,
-          [
+          one ? Q.insertOne : Q.insert,
+          one ? [
+            one.id,
+            one.task,
+            one.queue,
+            one.priority,
+            JSON.stringify(one.payload ?? null),
+            one.maxAttempts,
+            one.runAt ?? null,
+            one.delayMillis ?? null,
+            one.parentId ?? null,
+            one.parentStep ?? null,
+            carry ? channel : null
+          ] : [
             uuids(executions.map((e) => e.id)),
             texts(executions.map((e) => e.task)),
             texts(executions.map((e) => e.queue)),

@@ -84,6 +84,26 @@ export const queries = (S: string) => ({
     SELECT inserted.*, (SELECT count(*) FROM signalled)::int AS signals FROM inserted`,
 
   /**
+   * One execution without a dedupe key (a plain `invoke`): the rules of
+   * `insert` ($1-$10 its columns, $11 the signal channel or NULL) without
+   * the unnest and the upsert branch, nor the array literals to build. One
+   * invoke after another cost about a quarter less Node CPU and 0.15 ms less
+   * each than through `insert` with one row (five interleaved rounds of 5,000).
+   */
+  insertOne: `
+    WITH inserted AS (
+      INSERT INTO ${S}.executions AS e
+        (id, task, queue, status, priority, run_at, payload, max_attempts, parent_id, parent_step)
+      SELECT $1::uuid, $2::text, $3::text, CASE WHEN t.run_at > now() THEN 'scheduled' ELSE 'pending' END,
+             $4::int, t.run_at, $5::text::jsonb, $6::int, $9::uuid, $10::text
+      FROM (SELECT COALESCE(to_timestamp($7::float8 / 1000.0), now() + COALESCE($8::float8, 0) * interval '1 millisecond') AS run_at) AS t
+      RETURNING e.id, e.task, e.dedupe_key, e.queue, e.status, true AS created
+    ), signalled AS (
+      SELECT pg_notify($11, 'w:' || queue) FROM inserted WHERE status = 'pending' AND $11::text IS NOT NULL
+    )
+    SELECT inserted.*, (SELECT count(*) FROM signalled)::int AS signals FROM inserted`,
+
+  /**
    * Claims a batch (`claim`, migrations/0004): the partial claim index holds
    * only 'pending' rows in claim order, so it reads `limit` index entries;
    * SKIP LOCKED lets concurrent claimers take disjoint batches without waiting
