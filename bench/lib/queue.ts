@@ -176,6 +176,7 @@ export const queueSystem = (a: QueueAdapter): BenchSystem => {
     worker!.go()
     await sleep(1000) // started and idle
     const producer = await a.producer(ctx.dbUrl)
+    const enqueueMs: number[] = []
     try {
       await producer.enqueue({ t: process.hrtime.bigint().toString() }) // warm-up, not counted
       await waitUntil("warm-up job", () => worker!.handled >= 1, 2)
@@ -185,7 +186,9 @@ export const queueSystem = (a: QueueAdapter): BenchSystem => {
         const due = t0 + (i * 1000) / p.rate
         const wait = due - nowMs()
         if (wait > 0) await sleep(wait)
+        const start = nowMs()
         await producer.enqueue({ t: process.hrtime.bigint().toString() })
+        enqueueMs.push(nowMs() - start)
       }
       await waitUntil("all invocations to start", () => worker!.handled >= p.count + 1, 5)
     } finally {
@@ -193,7 +196,14 @@ export const queueSystem = (a: QueueAdapter): BenchSystem => {
     }
     const { reports } = await stopAll([worker!])
     const lat = reports[0]!.latenciesMs.slice(1)
-    return { p50: percentile(lat, 50), p95: percentile(lat, 95), p99: percentile(lat, 99), max: Math.max(...lat) }
+    return {
+      p50: percentile(lat, 50),
+      p95: percentile(lat, 95),
+      p99: percentile(lat, 99),
+      max: Math.max(...lat),
+      enqueueP50: percentile(enqueueMs, 50),
+      enqueueP99: percentile(enqueueMs, 99)
+    }
   }
 
   const w4 = async (ctx: BenchContext, p: W4Params): Promise<W4Result> => {

@@ -59,6 +59,9 @@ export interface W2Result {
   readonly p95: number
   readonly p99: number
   readonly max?: number
+  /** ms the producer's enqueue call took (its round trip and the commit the NOTIFY waits for); overlaps the above */
+  readonly enqueueP50?: number
+  readonly enqueueP99?: number
 }
 export interface W3Result {
   readonly workflowsPerSec: number
