@@ -34,6 +34,12 @@ const wakeParents = (S: string, exclude = "") => `
     RETURNING p.queue, p.status
   )`
 
+/** When a new execution runs: at `ms` (epoch ms) if given, else after `delay` ms (or now). */
+const runAt = (ms: string, delay: string) =>
+  `COALESCE(to_timestamp(${ms} / 1000.0), now() + COALESCE(${delay}, 0) * interval '1 millisecond')`
+/** A new execution due later waits out of the claim index. */
+const initialStatus = (at: string) => `CASE WHEN ${at} > now() THEN 'scheduled' ELSE 'pending' END`
+
 export const queries = (S: string) => ({
   now: `SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS now`,
 
@@ -52,10 +58,10 @@ export const queries = (S: string) => ({
                            $7::float8[], $8::float8[], $9::text[], $10::uuid[], $11::text[])
         AS t(id, task, queue, priority, payload, max_attempts, run_at_ms, delay_ms, dedupe_key, parent_id, parent_step)
     ), timed AS (
-      SELECT input.*, COALESCE(to_timestamp(run_at_ms / 1000.0), now() + COALESCE(delay_ms, 0) * interval '1 millisecond') AS run_at
+      SELECT input.*, ${runAt("run_at_ms", "delay_ms")} AS run_at
       FROM input
     ), shaped AS (
-      SELECT timed.*, CASE WHEN run_at > now() THEN 'scheduled' ELSE 'pending' END AS status FROM timed
+      SELECT timed.*, ${initialStatus("run_at")} AS status FROM timed
     ), plain AS (
       INSERT INTO ${S}.executions AS e
         (id, task, queue, status, priority, run_at, payload, max_attempts, dedupe_key, parent_id, parent_step)
@@ -94,9 +100,9 @@ export const queries = (S: string) => ({
     WITH inserted AS (
       INSERT INTO ${S}.executions AS e
         (id, task, queue, status, priority, run_at, payload, max_attempts, parent_id, parent_step)
-      SELECT $1::uuid, $2::text, $3::text, CASE WHEN t.run_at > now() THEN 'scheduled' ELSE 'pending' END,
+      SELECT $1::uuid, $2::text, $3::text, ${initialStatus("t.run_at")},
              $4::int, t.run_at, $5::text::jsonb, $6::int, $9::uuid, $10::text
-      FROM (SELECT COALESCE(to_timestamp($7::float8 / 1000.0), now() + COALESCE($8::float8, 0) * interval '1 millisecond') AS run_at) AS t
+      FROM (SELECT ${runAt("$7::float8", "$8::float8")} AS run_at) AS t
       RETURNING e.id, e.task, e.dedupe_key, e.queue, e.status, true AS created
     ), signalled AS (
       SELECT pg_notify($11, 'w:' || queue) FROM inserted WHERE status = 'pending' AND $11::text IS NOT NULL
