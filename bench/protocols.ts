@@ -91,6 +91,21 @@ type Drain = (c: pg.Client) => Promise<number>
 
 const ids = (r: pg.QueryResult) => r.rows.map((row: { id: string }) => row.id)
 
+/** `claim` leases a batch (one statement, autocommitted), then `finish` ends it. */
+const leased = (finish: string, params: (owner: string, ids: ReadonlyArray<string>) => unknown[]): Drain => {
+  const owner = crypto.randomUUID()
+  return async (c) => {
+    let n = 0
+    for (;;) {
+      const r = await c.query({ name: "claim", text: `SELECT * FROM ${S}.claim('default', '{noop}', $1, $2, 30000)`, values: [BATCH, owner] })
+      if (r.rows.length === 0) return n
+      n += r.rows.length
+      await c.query({ name: "finish", text: finish, values: params(owner, ids(r)) })
+    }
+  }
+}
+
+/** One open transaction per batch: its row locks fence `finish`, which it commits. */
 const held = (finish: string, params: (ids: ReadonlyArray<string>) => unknown[]): Drain => async (c) => {
   let n = 0
   for (;;) {
@@ -115,32 +130,10 @@ const PROTOCOLS: Record<string, { setup?: (c: pg.Client) => Promise<unknown>; dr
     }
   },
   lease: {
-    drain: () => {
-      const owner = crypto.randomUUID()
-      return async (c) => {
-        let n = 0
-        for (;;) {
-          const r = await c.query({ name: "claim", text: `SELECT * FROM ${S}.claim('default', '{noop}', $1, $2, 30000)`, values: [BATCH, owner] })
-          if (r.rows.length === 0) return n
-          n += r.rows.length
-          await c.query({ name: "finish", text: `SELECT * FROM ${S}.finish($1, $2, $3, $4, $5, 'probe')`, values: [owner, ...FINISH_ARGS(ids(r))] })
-        }
-      }
-    }
+    drain: () => leased(`SELECT * FROM ${S}.finish($1, $2, $3, $4, $5, 'probe')`, (owner, taken) => [owner, ...FINISH_ARGS(taken)])
   },
   "lease-no-history": {
-    drain: () => {
-      const owner = crypto.randomUUID()
-      return async (c) => {
-        let n = 0
-        for (;;) {
-          const r = await c.query({ name: "claim", text: `SELECT * FROM ${S}.claim('default', '{noop}', $1, $2, 30000)`, values: [BATCH, owner] })
-          if (r.rows.length === 0) return n
-          n += r.rows.length
-          await c.query({ name: "delete", text: `DELETE FROM ${S}.executions WHERE id = ANY ($1::uuid[])`, values: [ids(r)] })
-        }
-      }
-    }
+    drain: () => leased(`DELETE FROM ${S}.executions WHERE id = ANY ($1::uuid[])`, (_, taken) => [taken])
   },
   held: {
     setup: finishUnleased,
