@@ -1,5 +1,6 @@
 // What a claim-and-finish protocol costs Postgres, apart from any worker: the
-// floor under W1. Run from the repo root with `npm run bench:protocols`.
+// most a worker using it could drain (W1). Run from the repo root with
+// `npm run bench:protocols`.
 //
 // Each protocol drains the same backlog of no-op rows from effect-conductor's
 // own `executions` table (migrations applied, rows inserted by SQL), with
@@ -192,8 +193,11 @@ const runOne = async (name: string, r: number): Promise<Run> => {
     const [admin, ...workers] = clients as [pg.Client, ...Array<pg.Client>]
     try {
       await protocol.setup?.(admin)
+      // Ids in insertion order, as the library's own (time-ordered) ids are.
       await admin.query(`INSERT INTO ${S}.executions (id, task, queue, status, payload, max_attempts)
-        SELECT uuidv7(), 'noop', 'default', 'pending', jsonb_build_object('i', g), 3 FROM generate_series(1, ${N}) g`)
+        SELECT (lpad(to_hex(g), 12, '0') || left(md5(g::text), 20))::uuid, 'noop', 'default', 'pending',
+               jsonb_build_object('i', g), 3
+        FROM generate_series(1, ${N}) g`)
       await admin.query(`VACUUM ANALYZE ${S}.executions`)
       await checkpoint(server.url)
       const wal0 = Number((await admin.query("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8 AS w")).rows[0].w)
