@@ -21,13 +21,13 @@ import { makeSpawner, type WorkerHandle } from "./lib/child.ts"
 import { readServerSettings, startServer, type Server } from "./lib/pg.ts"
 import { median, round } from "./lib/stats.ts"
 import type { BenchContext, BenchSystem } from "./systems/types.ts"
-import { conductor } from "./systems/conductor.ts"
+import { conductor, conductorKept } from "./systems/conductor.ts"
 import { dbos } from "./systems/dbos.ts"
 import { graphileWorker } from "./systems/graphile-worker.ts"
 import { pgBoss } from "./systems/pg-boss.ts"
 import { sqlBaseline } from "./systems/sql-baseline.ts"
 
-const ALL_SYSTEMS: BenchSystem[] = [conductor, graphileWorker, pgBoss, dbos, sqlBaseline]
+const ALL_SYSTEMS: BenchSystem[] = [conductor, conductorKept, graphileWorker, pgBoss, dbos, sqlBaseline]
 
 const env = process.env
 const LOAD_AT_START = os.loadavg().map((x) => Math.round(x * 100) / 100)

@@ -40,6 +40,39 @@ export interface TaskOptions<P extends AnySchema, S extends AnySchema, E extends
   readonly timeout?: Duration.Input | undefined
   /** Default priority of invocations; higher runs first. Default 0. */
   readonly priority?: number | undefined
+  /**
+   * How long finished executions stay readable (`get`, `result`) before
+   * workers delete them, with their step records. One duration for all, or
+   * one for completed executions and one for failed and cancelled ones.
+   * Default: kept for good. See {@link Retention}.
+   */
+  readonly retention?: Duration.Input | RetentionOptions | undefined
+}
+
+/** Retention by outcome; an outcome left out is kept for good. */
+export interface RetentionOptions {
+  readonly completed?: Duration.Input | undefined
+  /** Failed and cancelled executions. */
+  readonly failed?: Duration.Input | undefined
+}
+
+/**
+ * A task's retention in milliseconds; undefined keeps for good.
+ *
+ * - A finished execution is deleted by a worker's periodic sweep (about once
+ *   a minute) once its retention has passed, and never less than a minute
+ *   after it finished: whoever its finish woke (a result waiter, a parent)
+ *   reads it after the commit. A child stays while its parent is unfinished.
+ * - `completed: 0` keeps no completed executions: one that no caller awaits
+ *   (`result` called before it finished) and that has no parent is deleted in
+ *   the statement that finishes it, the cheapest way to finish; `get` and
+ *   `result` then find nothing.
+ * - Retention is recorded by the workers of the task when they start, and
+ *   applies to every execution that finishes from then on.
+ */
+export interface Retention {
+  readonly completedMillis: number | undefined
+  readonly failedMillis: number | undefined
 }
 
 /** A task contract. Its type parameters carry payload, success and error types to every use. */
@@ -59,6 +92,7 @@ export interface Task<
   readonly retry: Required<{ [K in keyof RetryPolicy]-?: NonNullable<RetryPolicy[K]> }>
   readonly timeout: Duration.Duration | undefined
   readonly priority: number
+  readonly retention: Retention
   /** @internal JSON codecs derived once from the schemas */
   readonly codecs: {
     readonly payload: AnySchema
@@ -84,6 +118,35 @@ export type PayloadOf<T> = T extends Task<any, infer P, any, any> ? P["Type"] : 
 export type SuccessOf<T> = T extends Task<any, any, infer S, any> ? S["Type"] : never
 /** The declared error type of a task. */
 export type ErrorOf<T> = T extends Task<any, any, any, infer E> ? E["Type"] : never
+
+/** Milliseconds of a retention duration; undefined for an infinite one. */
+const retentionMillis = (task: string, name: string, input: Duration.Input | undefined): number | undefined => {
+  if (input === undefined) return undefined
+  let duration: Duration.Duration
+  try {
+    duration = Duration.fromInputUnsafe(input)
+  } catch {
+    throw new InvalidConfig({ message: `Task "${task}": ${name} is not a duration: ${String(input)}` })
+  }
+  const millis = Duration.toMillis(duration)
+  if (Number.isNaN(millis) || millis < 0) {
+    throw new InvalidConfig({ message: `Task "${task}": ${name} must not be negative, got ${String(input)}` })
+  }
+  return Number.isFinite(millis) ? millis : undefined
+}
+
+const retentionOf = (task: string, input: TaskOptions<any, any, any>["retention"]): Retention => {
+  if (input !== null && typeof input === "object" && !Duration.isDuration(input) && !Array.isArray(input) &&
+    ("completed" in input || "failed" in input || Object.keys(input).length === 0)) {
+    const options = input as RetentionOptions
+    return {
+      completedMillis: retentionMillis(task, "retention.completed", options.completed),
+      failedMillis: retentionMillis(task, "retention.failed", options.failed)
+    }
+  }
+  const millis = retentionMillis(task, "retention", input as Duration.Input | undefined)
+  return { completedMillis: millis, failedMillis: millis }
+}
 
 const positiveInt = (name: string, task: string, value: number) => {
   if (!Number.isInteger(value) || value < 1) {
@@ -122,6 +185,7 @@ export const make = <
     },
     timeout: options.timeout === undefined ? undefined : Duration.fromInputUnsafe(options.timeout),
     priority: options.priority ?? 0,
+    retention: retentionOf(name, options.retention),
     codecs: {
       payload: Schema.toCodecJson(options.payload),
       success: Schema.toCodecJson(success),

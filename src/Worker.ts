@@ -83,18 +83,13 @@ class AttemptExecution implements Context.Service.Shape<typeof Execution> {
   readonly attempt: number
   readonly maxAttempts: number
   readonly parentId: string | undefined
-  private abort: AbortController | undefined
+  /** Created when the handler first reads `signal`; aborted when the attempt ends. */
+  abort: AbortController | undefined
   private interpreter: Interpreter | undefined
   private readonly claimed: ClaimedExecution
-  private readonly onAbort: (abort: AbortController) => void
   private readonly makeOps: (claimed: ClaimedExecution) => Interpreter
-  constructor(
-    claimed: ClaimedExecution,
-    onAbort: (abort: AbortController) => void,
-    makeOps: (claimed: ClaimedExecution) => Interpreter
-  ) {
+  constructor(claimed: ClaimedExecution, makeOps: (claimed: ClaimedExecution) => Interpreter) {
     this.claimed = claimed
-    this.onAbort = onAbort
     this.makeOps = makeOps
     this.id = claimed.id
     this.task = claimed.task
@@ -103,14 +98,15 @@ class AttemptExecution implements Context.Service.Shape<typeof Execution> {
     this.parentId = claimed.parentId
   }
   get signal(): AbortSignal {
-    if (this.abort === undefined) {
-      this.abort = new AbortController()
-      this.onAbort(this.abort)
-    }
+    this.abort ??= new AbortController()
     return this.abort.signal
   }
   get ops(): Interpreter {
     return this.interpreter ??= this.makeOps(this.claimed)
+  }
+  /** Whether the execution may have step records: from an earlier attempt, or from this one's durable operations. */
+  get mayHaveSteps(): boolean {
+    return !this.claimed.fresh || this.interpreter !== undefined
   }
 }
 
@@ -118,6 +114,9 @@ class AttemptExecution implements Context.Service.Shape<typeof Execution> {
 const exchanges = 2
 /** How soon a due execution that was locked during promotion is looked at again. */
 const skippedRetryMillis = 20
+/** How often a worker deletes expired finished executions (see `Task.Retention`), and how many per statement. */
+const sweepIntervalMillis = 60_000
+const sweepBatch = 1000
 
 const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidConfig, Store | Registry | Scope.Scope> =>
   Effect.gen(function*() {
@@ -292,7 +291,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       claimed: ClaimedExecution,
       registered: RegisteredHandler,
       control: RunControl,
-      abortOf: () => AbortController | undefined
+      execution: AttemptExecution
     ) =>
       Effect.withFiber((fiber) => {
         const task = registered.task
@@ -313,8 +312,15 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
           })
         }
         return Effect.flatMap(Effect.exit(Effect.interruptible(attempt(claimed, registered, decoded.value))), (exit) => {
-          abortOf()?.abort()
-          return settle(claimed, outcomeOf(claimed, task, exit, control.stop))
+          execution.abort?.abort()
+          const outcome = outcomeOf(claimed, task, exit, control.stop)
+          // A task that keeps no completed executions: its store may delete this one outright.
+          return settle(
+            claimed,
+            outcome?._tag === "Completed" && task.retention.completedMillis === 0
+              ? { ...outcome, discard: { steps: execution.mayHaveSteps } }
+              : outcome
+          )
         })
       })
 
@@ -329,9 +335,8 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       const control: RunControl = { stop: undefined, fiber: undefined }
       runs.set(claimed.id, control)
       const registered = registry.get(claimed.task)!
-      let abort: AbortController | undefined
-      const execution = new AttemptExecution(claimed, (a) => (abort = a), interpreterFor)
-      const effect = execute(claimed, registered, control, () => abort)
+      const execution = new AttemptExecution(claimed, interpreterFor)
+      const effect = execute(claimed, registered, control, execution)
       // The fiber is uninterruptible but for the handler (see execute).
       Effect.runForkWith(Context.add(contextOf(registered), Execution, execution))(
         later ? Effect.andThen(Effect.yieldNow, effect) : effect,
@@ -547,6 +552,23 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       }
     })
 
+    // --- retention: record this queue's policies, delete what expired ------
+    const retentionOfQueue = Effect.suspend(() =>
+      store.setRetention(registry.tasksOfQueue(queue).map((name) => {
+        const { retention } = registry.get(name)!.task
+        return { task: name, completedMillis: retention.completedMillis, failedMillis: retention.failedMillis }
+      }))
+    )
+    /** A handler registered after the worker started: its retention is recorded on the next sweep. */
+    let retentionChanged = false
+    const sweep = Effect.gen(function*() {
+      if (retentionChanged) {
+        retentionChanged = false
+        yield* retentionOfQueue.pipe(Effect.tapError(() => Effect.sync(() => (retentionChanged = true))))
+      }
+      while ((yield* store.sweepFinished(sweepBatch)) === sweepBatch) yield* Effect.yieldNow
+    }).pipe(Effect.catch(warn("deleting expired finished executions")))
+
     const maintenance = Effect.gen(function*() {
       yield* refreshOffset.pipe(Effect.catch(() => Effect.void))
       yield* store.recoverExpiredLeases.pipe(
@@ -557,13 +579,21 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     })
 
     yield* registry.onRegister((registered) => {
-      if (registered === queue) want()
+      if (registered !== queue) return
+      retentionChanged = true
+      want()
     })
+    // Before the first claim, so what this worker finishes expires by its tasks' contracts.
+    yield* retentionOfQueue.pipe(Effect.catch((error) => {
+      retentionChanged = true
+      return warn("recording retention")(error)
+    }))
     yield* Effect.forkScoped(onSignals)
     yield* Effect.forkScoped(Effect.repeat(heartbeat, Schedule.spaced(Duration.millis(config.heartbeatMillis))))
     yield* Effect.forkScoped(timer)
     // The first maintenance pass catches up on what happened while no worker ran.
     yield* Effect.forkScoped(Effect.repeat(maintenance, Schedule.spaced(Duration.millis(config.pollMillis))))
+    yield* Effect.forkScoped(Effect.repeat(sweep, Schedule.spaced(Duration.millis(sweepIntervalMillis))))
     for (let i = 0; i < exchanges; i++) yield* Effect.forkScoped(exchangeLoop)
     // Claim at once: the first maintenance pass (three round trips) wakes the loops too, but later.
     want()

@@ -4,7 +4,7 @@
 // library's Worker layer in child processes.
 import { queueSystem, type QueueAdapter } from "../lib/queue.ts"
 import { runSteps } from "../lib/steps.ts"
-import { clientRuntime, Noop } from "../lib/conductor.ts"
+import { clientRuntime, defaultHistory, type History, Noop } from "../lib/conductor.ts"
 import { workerModule } from "../lib/child.ts"
 import type { BenchSystem } from "./types.ts"
 
@@ -12,18 +12,22 @@ const concurrency = Number(process.env.BENCH_CONDUCTOR_CONCURRENCY ?? 24)
 const prefetch = Number(process.env.BENCH_CONDUCTOR_PREFETCH ?? 776)
 const claimBatch = Number(process.env.BENCH_CONDUCTOR_CLAIM_BATCH ?? 800)
 const workerOptions = { concurrency, prefetch, claimBatch, maxConnections: 8 }
+const historySetting = (history: History) =>
+  history === "none"
+    ? "the no-op task has retention { completed: 0 }: a completed execution nobody awaits is deleted as it finishes (as graphile-worker and the hand-written queue delete theirs)"
+    : "finished executions kept (moved to finished_executions), the library's default"
 
-const adapter: QueueAdapter = {
-  name: "conductor",
+const adapterFor = (name: string, history: History): QueueAdapter => ({
+  name,
   settings: () => ({
     worker: `Worker.layer({ concurrency: ${concurrency}, prefetch: ${prefetch}, claimBatch: ${claimBatch} }) in one process, PgClient pool of 8`,
     insert: "conductor.invokeMany (one statement per 10k payloads); single invocation: conductor.invoke",
-    store: "PgStore, schema conductor; finished executions kept (moved to finished_executions)",
+    store: `PgStore, schema conductor; ${historySetting(history)}`,
     w3: "one worker process: a task with 10 Durable.step calls, 500 invoked at once, worker concurrency = in-flight (24), prefetch 24 (claimed, not started)"
   }),
   worker: (mode) => ({
     module: workerModule("conductor"),
-    options: mode === "latency" ? { ...workerOptions, prefetch: 0 } : workerOptions
+    options: { ...workerOptions, history, ...(mode === "latency" ? { prefetch: 0 } : {}) }
   }),
   setup: async (dbUrl) => {
     const { runtime } = await clientRuntime(dbUrl)
@@ -59,12 +63,10 @@ const adapter: QueueAdapter = {
         + (select count(*) from conductor.executions where status in ('scheduled', 'waiting') and run_at <= now()) as n`))
         .rows[0].n
     )
-}
-
-const base = queueSystem(adapter)
+})
 
 export const conductor: BenchSystem = {
-  ...base,
+  ...queueSystem(adapterFor("conductor", defaultHistory)),
   w3: (ctx, p) =>
     runSteps(ctx, p, { module: workerModule("conductor-steps") }, async (dbUrl) => {
       const { runtime } = await clientRuntime(dbUrl)
@@ -72,3 +74,15 @@ export const conductor: BenchSystem = {
     })
 }
 export default conductor
+
+/**
+ * W1 with finished executions kept, the library's default, next to the
+ * `conductor` rows (which keep none of the no-op task's, as the queues they
+ * are compared with keep none of theirs).
+ */
+export const conductorKept: BenchSystem = {
+  name: "conductor-kept",
+  implemented: true,
+  settings: () => ({ store: historySetting("keep"), worker: "as conductor" }),
+  w1: queueSystem(adapterFor("conductor-kept", "keep")).w1
+}

@@ -1,15 +1,15 @@
 // effect-conductor worker process: the library's Worker layer with a no-op handler.
 import { Effect, Exit, Layer, Scope } from "effect"
 import type { WorkerFactory } from "../lib/worker-host.ts"
-import { Noop, stack } from "../lib/conductor.ts"
+import { noop, stack } from "../lib/conductor.ts"
 import { Worker } from "effect-conductor"
 
 const factory: WorkerFactory = async ({ dbUrl, options, onJob }) => {
-  const { maxConnections, ...workerOptions } = options
+  const { maxConnections, history, ...workerOptions } = options
   const scope = Effect.runSync(Scope.make())
   // Build the client stack now (pool, migrations check, listener): not timed.
   const context = await Effect.runPromise(Layer.buildWithScope(stack(dbUrl, maxConnections), scope))
-  const NoopLive = Noop.toLayer((payload) => Effect.sync(() => onJob(payload)))
+  const NoopLive = noop(history).toLayer((payload) => Effect.sync(() => onJob(payload)))
   let workerScope: Scope.Closeable | undefined
   return {
     start: async () => {

@@ -141,9 +141,30 @@ export interface Outcome {
   readonly error: ErrorRecord | undefined
 }
 
+/** How long a task's finished executions are kept, in ms; undefined: for good. */
+export interface RetentionPolicy {
+  readonly task: string
+  readonly completedMillis: number | undefined
+  /** Failed and cancelled executions. */
+  readonly failedMillis: number | undefined
+}
+
+/** A finished execution stays in the history at least this long, whatever its retention: whoever its finish woke reads it after the commit. */
+export const minimumRetentionMillis = 60_000
+
 /** A worker's finished attempt, written back in a batch and fenced by its lease. */
 export type AttemptOutcome =
-  | { readonly _tag: "Completed"; readonly id: string; readonly result: Json }
+  | {
+    readonly _tag: "Completed"
+    readonly id: string
+    readonly result: Json
+    /**
+     * The task keeps no completed executions (retention 0): unless a result
+     * waiter or a parent needs it, it is deleted instead of moved to the
+     * history. `steps`: it may have step records (to delete with it).
+     */
+    readonly discard?: { readonly steps: boolean } | undefined
+  }
   /** retryAt undefined: no attempts left, the execution fails for good */
   | { readonly _tag: "Failed"; readonly id: string; readonly error: ErrorRecord; readonly retryDelayMillis: number | undefined }
   /** Given back without using up the attempt (shutdown). */
@@ -231,6 +252,19 @@ export interface StoreService {
    * due right now.
    */
   readonly promoteDue: Effect.Effect<{ readonly next: number | undefined; readonly more: boolean }, StoreError>
+
+  /**
+   * Records how long finished executions of these tasks are kept (from their
+   * contracts); every move to the history stamps its expiry from this.
+   */
+  readonly setRetention: (policies: ReadonlyArray<RetentionPolicy>) => Effect.Effect<void, StoreError>
+
+  /**
+   * Deletes up to `limit` expired finished executions (oldest expiry first)
+   * with their step records; one whose parent is unfinished stays. Returns
+   * how many it deleted.
+   */
+  readonly sweepFinished: (limit: number) => Effect.Effect<number, StoreError>
 
   /** Cancels an execution (cascading to its unfinished descendants). */
   readonly cancel: (id: string, reason: string) => Effect.Effect<CancelResult, StoreError>

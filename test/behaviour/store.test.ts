@@ -3,8 +3,23 @@
  */
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
+import { SqlClient } from "effect/sql"
+import { TestClock } from "effect/testing"
 import { type StepRecord, Store } from "../../src/internal/Store.ts"
-import { backends, unique } from "../support/backends.ts"
+import { type Backend, backends, unique } from "../support/backends.ts"
+
+/**
+ * Makes finished executions `millis` older as the retention sweep sees them:
+ * the TestClock moves on memory; on Postgres (whose clock is its own) their
+ * expiry moves back instead.
+ */
+const age = (backend: Backend, millis: number) =>
+  backend.name === "memory"
+    ? TestClock.adjust(millis)
+    : Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql.unsafe(`UPDATE conductor.finished_executions SET expires_at = expires_at - $1 * interval '1 millisecond'`, [millis])
+    })
 
 const worker = "00000000-0000-4000-8000-0000000000aa"
 
@@ -134,6 +149,86 @@ for (const backend of backends) {
         assert.strictEqual((kept as StepRecord).kind, "child")
         assert.deepStrictEqual(refused, { _tag: "CancelRequested", reason: "stop" })
         assert.deepStrictEqual((yield* store.steps(parent)).map((s) => s.name), ["before"])
+      }))
+
+    it.effect("retention: the sweep deletes expired finished executions with their steps, not before a minute, not a child of an unfinished parent", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const queue = unique("q")
+        const [hourly, instant, forever, parentTask] = [unique("hourly"), unique("instant"), unique("forever"), unique("parent")]
+        yield* store.setRetention([
+          { task: hourly, completedMillis: 3_600_000, failedMillis: undefined },
+          { task: instant, completedMillis: 0, failedMillis: 0 },
+          { task: forever, completedMillis: undefined, failedMillis: undefined }
+        ])
+        const id = () => crypto.randomUUID()
+        const [done, failed, kept, quick, parent, child] = [id(), id(), id(), id(), id(), id()]
+        const row = (id: string, task: string, parentId?: string) => ({
+          id, task, queue, payload: {}, priority: 0, maxAttempts: 1, parentId, parentStep: parentId && "child"
+        })
+        yield* store.insert([
+          row(done, hourly), row(failed, hourly), row(kept, forever), row(quick, instant), row(parent, parentTask), row(child, hourly, parent)
+        ])
+        const claimed = yield* store.claim({
+          queue, tasks: [hourly, instant, forever, parentTask], limit: 10, workerId: worker, leaseMillis: 60_000
+        })
+        assert.strictEqual(claimed.length, 6)
+        yield* store.recordSteps(worker, [{ executionId: done, record: { name: "s", kind: "step", value: 1, error: undefined, attempt: 1 } }])
+        yield* store.finish(worker, [
+          { _tag: "Completed", id: done, result: 1 },
+          { _tag: "Failed", id: failed, error: { _tag: "Defect", message: "boom" }, retryDelayMillis: undefined },
+          { _tag: "Completed", id: kept, result: 2 },
+          // Not marked `discard`: a task that keeps none still keeps it a minute.
+          { _tag: "Completed", id: quick, result: 3 },
+          { _tag: "Completed", id: child, result: 4 }
+        ])
+        const present = (ids: ReadonlyArray<string>) =>
+          Effect.map(Effect.forEach(ids, store.get), (rows) => rows.map((row) => row !== undefined))
+
+        yield* age(backend, 30_000)
+        assert.strictEqual(yield* store.sweepFinished(100), 0, "nothing is deleted within a minute of finishing")
+
+        yield* age(backend, 60_000)
+        assert.strictEqual(yield* store.sweepFinished(100), 1, "the retention-0 execution, after its minute")
+        assert.deepStrictEqual(yield* present([quick, done, failed, kept, child]), [false, true, true, true, true])
+
+        yield* age(backend, 3_600_000)
+        assert.strictEqual(yield* store.sweepFinished(100), 1, "the completed hourly execution; the child waits for its parent")
+        assert.deepStrictEqual(yield* present([done, failed, kept, child]), [false, true, true, true])
+        assert.deepStrictEqual(yield* store.steps(done), [], "its step records go with it")
+
+        yield* store.finish(worker, [{ _tag: "Completed", id: parent, result: null }])
+        assert.strictEqual(yield* store.sweepFinished(100), 1, "the child, once its parent finished")
+        assert.deepStrictEqual(yield* present([child, failed, kept, parent]), [false, true, true, true])
+        assert.strictEqual(yield* store.sweepFinished(100), 0)
+      }))
+
+    it.effect("retention: a completed execution marked discard is deleted unless awaited, a child, or asked to cancel", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const queue = unique("q")
+        const task = unique("keepless")
+        yield* store.setRetention([{ task, completedMillis: 0, failedMillis: undefined }])
+        const id = () => crypto.randomUUID()
+        const [plain, awaited, cancelled, parent, child] = [id(), id(), id(), id(), id()]
+        const row = (id: string, parentId?: string) => ({
+          id, task, queue, payload: {}, priority: 0, maxAttempts: 1, parentId, parentStep: parentId && "child"
+        })
+        yield* store.insert([row(plain), row(awaited), row(cancelled), row(parent), row(child, parent)])
+        assert.strictEqual((yield* store.claim({ queue, tasks: [task], limit: 10, workerId: worker, leaseMillis: 60_000 })).length, 5)
+        yield* store.recordSteps(worker, [{ executionId: plain, record: { name: "s", kind: "step", value: 1, error: undefined, attempt: 1 } }])
+        yield* store.awaitOutcomes([awaited])
+        assert.strictEqual(yield* store.cancel(cancelled, "stop"), "requested")
+        const discard = { steps: true }
+        yield* store.finish(worker, [plain, awaited, cancelled, child].map((id) => ({ _tag: "Completed", id, result: 1, discard })))
+        assert.strictEqual(yield* store.get(plain), undefined)
+        assert.deepStrictEqual(yield* store.steps(plain), [])
+        assert.strictEqual((yield* store.get(awaited))?.status, "completed")
+        assert.strictEqual((yield* store.get(cancelled))?.status, "cancelled")
+        assert.strictEqual((yield* store.get(child))?.status, "completed")
+        // Fenced by the lease like any finish: another worker's discard deletes nothing.
+        yield* store.finish(crypto.randomUUID(), [{ _tag: "Completed", id: parent, result: 1, discard }])
+        assert.strictEqual((yield* store.get(parent))?.status, "running")
       }))
   })
 }

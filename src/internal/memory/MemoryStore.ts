@@ -22,10 +22,12 @@ import type {
   Json,
   NewExecution,
   Outcome,
+  RetentionPolicy,
   Signal,
   StepRecord,
   StoreService
 } from "../Store.ts"
+import { minimumRetentionMillis } from "../Store.ts"
 
 /** One execution, active or finished (the two Postgres tables in one shape). */
 interface Row {
@@ -59,6 +61,10 @@ interface Row {
   readonly createdAt: number
   startedAt: number | undefined
   finishedAt: number | undefined
+  /** A result waiter marked it (see awaitOutcomes). */
+  awaited: boolean
+  /** Finished: when the retention sweep may delete it; undefined: never. */
+  expiresAt: number | undefined
 }
 
 /** What the test layer reads besides the store interface. */
@@ -95,6 +101,8 @@ export const makeWithInspector: Effect.Effect<
   /** Finished executions. */
   const finished = new Map<string, Row>()
   const steps = new Map<string, Map<string, StepRecord>>()
+  /** Retention by task (the `retention` table). */
+  const retention = new Map<string, RetentionPolicy>()
   let version = 0
   let order = 0
 
@@ -154,6 +162,9 @@ export const makeWithInspector: Effect.Effect<
     row.leaseOwner = undefined
     row.leaseExpiresAt = undefined
     row.finishedAt = t
+    const policy = retention.get(row.task)
+    const keep = status === "completed" ? policy?.completedMillis : policy?.failedMillis
+    row.expiresAt = keep === undefined ? undefined : t + Math.max(keep, minimumRetentionMillis)
     finished.set(row.id, row)
   }
 
@@ -215,7 +226,9 @@ export const makeWithInspector: Effect.Effect<
     result: undefined,
     createdAt: t,
     startedAt: undefined,
-    finishedAt: undefined
+    finishedAt: undefined,
+    awaited: false,
+    expiresAt: undefined
   })
 
   const insert: StoreService["insert"] = (executions) =>
@@ -286,6 +299,10 @@ export const makeWithInspector: Effect.Effect<
           // A cancel request that committed first wins over a completion or failure.
           const reason = requested ?? (outcome._tag === "Cancelled" ? outcome.reason : "cancelled")
           moveToFinished(row, "cancelled", undefined, { _tag: "Cancelled", reason }, t)
+        } else if (outcome._tag === "Completed" && outcome.discard !== undefined && !row.awaited && row.parentId === undefined) {
+          // A task that keeps no completed executions: nobody needs this one.
+          active.delete(row.id)
+          steps.delete(row.id)
         } else if (outcome._tag === "Completed") {
           moveToFinished(row, "completed", clone(outcome.result ?? null), undefined, t)
         } else {
@@ -443,6 +460,25 @@ export const makeWithInspector: Effect.Effect<
     return { next: nextDue(t), more: false }
   })
 
+  const setRetention: StoreService["setRetention"] = (policies) =>
+    write(() => {
+      for (const policy of policies) retention.set(policy.task, policy)
+    })
+
+  const sweepFinished: StoreService["sweepFinished"] = (limit) =>
+    write((t) => {
+      const expired = [...finished.values()]
+        .filter((row) => row.expiresAt !== undefined && row.expiresAt <= t && (row.parentId === undefined || !active.has(row.parentId)))
+        .sort((a, b) => a.expiresAt! - b.expiresAt!)
+        .slice(0, limit)
+      if (expired.length === 0) unchanged()
+      for (const row of expired) {
+        finished.delete(row.id)
+        steps.delete(row.id)
+      }
+      return expired.length
+    })
+
   const cancel: StoreService["cancel"] = (id, reason) =>
     write((t): CancelResult => {
       const root = active.get(id)
@@ -509,10 +545,19 @@ export const makeWithInspector: Effect.Effect<
       })
     )
 
-  // Every finish here is announced to all waiters (a `Finished` signal without
-  // ids), so there is nothing to mark.
+  // Every finish here is announced to all waiters (a `Finished` signal
+  // without ids); the mark only keeps a task that keeps no completed
+  // executions from deleting this one as it finishes.
   const awaitOutcomes: StoreService["awaitOutcomes"] = (ids) =>
-    Effect.map(outcomes(ids), (found) => ({ outcomes: found, busy: [] }))
+    Effect.andThen(
+      Effect.sync(() => {
+        for (const id of ids) {
+          const row = active.get(id)
+          if (row !== undefined) row.awaited = true
+        }
+      }),
+      Effect.map(outcomes(ids), (found) => ({ outcomes: found, busy: [] }))
+    )
 
   const unknownIds: StoreService["unknownIds"] = (ids) =>
     read(() => ids.filter((id) => !active.has(id) && !finished.has(id)))
@@ -592,6 +637,8 @@ export const makeWithInspector: Effect.Effect<
     outcomes,
     awaitOutcomes,
     unknownIds,
+    setRetention,
+    sweepFinished,
     steps: stepsRead,
     recordSteps,
     startChildren,

@@ -5,6 +5,7 @@ import { SqlClient } from "effect/sql"
 import type { SqlError } from "effect/sql/SqlError"
 import { InvalidConfig, type SchemaTooNew, StoreError } from "../../Errors.ts"
 import type {
+  AttemptOutcome,
   CancelRequested,
   CancelResult,
   ChildRecord,
@@ -294,10 +295,13 @@ export const make = (
           final.errors.push(error)
         }
         const requeue: Array<{ id: string; next: string; at: number | null; error: string | null }> = []
+        // Completed executions of tasks that keep none: deleted by a plain statement first.
+        const discard: Array<AttemptOutcome & { readonly _tag: "Completed" }> = []
         for (const o of outcomes) {
           switch (o._tag) {
             case "Completed":
-              end(o.id, "completed", json(o.result ?? null), null)
+              if (o.discard !== undefined) discard.push(o)
+              else end(o.id, "completed", json(o.result ?? null), null)
               break
             case "Failed":
               if (o.retryDelayMillis === undefined) {
@@ -333,6 +337,18 @@ export const make = (
           // Only a finite due time needs workers to re-read the earliest one.
           if (rows.some((row) => row.status !== "pending" && Number.isFinite(row.run_at_ms))) {
             yield* scheduledFolder("s")
+          }
+        }
+        if (discard.length > 0) {
+          const rows = yield* run<{ id: string }>("discard", Q.discard, [
+            workerId,
+            uuids(discard.map((o) => o.id)),
+            uuids(discard.filter((o) => o.discard!.steps).map((o) => o.id))
+          ])
+          // What is awaited, has a parent or was asked to cancel is finished as usual.
+          if (rows.length > 0) {
+            const left = new Set(rows.map((row) => row.id))
+            for (const o of discard) if (left.has(o.id)) end(o.id, "completed", json(o.result ?? null), null)
           }
         }
         if (final.ids.length > 0) {
@@ -380,6 +396,16 @@ export const make = (
       yield* signalQueues(row?.queues)
       return { next: orUndefined(row?.next_ms), more: row?.more ?? false }
     })
+
+    const setRetention: StoreService["setRetention"] = (policies) =>
+      policies.length === 0 ? Effect.void : Effect.asVoid(runPlanned("setRetention", Q.setRetention, [
+        texts(policies.map((p) => p.task)),
+        floats(policies.map((p) => p.completedMillis ?? null)),
+        floats(policies.map((p) => p.failedMillis ?? null))
+      ]))
+
+    const sweepFinished: StoreService["sweepFinished"] = (limit) =>
+      Effect.map(runPlanned<{ deleted: number }>("sweepFinished", Q.sweep, [limit]), (rows) => rows[0]?.deleted ?? 0)
 
     const cancel: StoreService["cancel"] = (id, reason) =>
       Effect.gen(function*() {
@@ -536,6 +562,8 @@ export const make = (
       heartbeat,
       recoverExpiredLeases,
       promoteDue,
+      setRetention,
+      sweepFinished,
       cancel,
       get,
       children,

@@ -16,7 +16,15 @@
  */
 
 const finishedColumns =
-  "id, task, queue, status, priority, payload, result, error, attempts, max_attempts, dedupe_key, parent_id, parent_step, created_at, started_at"
+  "id, task, queue, status, priority, payload, result, error, attempts, max_attempts, dedupe_key, parent_id, parent_step, created_at, started_at, expires_at"
+
+/**
+ * When a row of `status` moved to the history now expires, from the
+ * retention of `task` (migrations/0009). Both name the outer row's columns
+ * qualified: unqualified, `task` would be the retention table's own.
+ */
+const expiresAt = (S: string, status: string, task: string) =>
+  `(SELECT ${S}.expires_at(${status}, r.completed_ms, r.failed_ms) FROM ${S}.retention r WHERE r.task = ${task})`
 
 /**
  * Wakes the parents of the executions in CTE `moved` (which must return
@@ -135,6 +143,41 @@ export const queries = (S: string) => ({
   finish: `SELECT * FROM ${S}.finish($1, $2::uuid[], $3::text[], $4::text[], $5::text[], $6)`,
 
   /**
+   * Deletes completed executions of tasks that keep none (`discard`,
+   * migrations/0009): $1 worker, $2 the ids, $3 those that may have step
+   * records. Returns the ids it left, to be finished as usual.
+   */
+  discard: `SELECT id FROM ${S}.discard($1, $2::uuid[], $3::uuid[])`,
+
+  /** Records the retention of tasks ($1, in ms: $2 completed, $3 failed or cancelled; NULL keeps them for good). */
+  setRetention: `
+    INSERT INTO ${S}.retention (task, completed_ms, failed_ms)
+    SELECT * FROM unnest($1::text[], $2::float8[], $3::float8[])
+    ON CONFLICT (task) DO UPDATE SET completed_ms = EXCLUDED.completed_ms, failed_ms = EXCLUDED.failed_ms
+    WHERE (retention.completed_ms, retention.failed_ms) IS DISTINCT FROM (EXCLUDED.completed_ms, EXCLUDED.failed_ms)`,
+
+  /**
+   * Deletes up to $1 expired executions from the history, oldest expiry
+   * first (through the partial expiry index), with their step records. One
+   * whose parent has not finished stays: the parent reads its outcome when
+   * it resumes. Returns how many it deleted.
+   */
+  sweep: `
+    WITH expired AS (
+      SELECT f.id FROM ${S}.finished_executions f
+      WHERE f.expires_at <= now()
+        AND (f.parent_id IS NULL OR NOT EXISTS (SELECT 1 FROM ${S}.executions p WHERE p.id = f.parent_id))
+      ORDER BY f.expires_at LIMIT $1
+      FOR UPDATE SKIP LOCKED
+    ), gone AS (
+      DELETE FROM ${S}.finished_executions f WHERE f.id = ANY (ARRAY(SELECT id FROM expired))
+      RETURNING f.id
+    ), steps_gone AS (
+      DELETE FROM ${S}.steps s WHERE s.execution_id = ANY (ARRAY(SELECT id FROM gone))
+    )
+    SELECT count(*)::int AS deleted FROM gone`,
+
+  /**
    * Puts leased rows back in one statement (`requeue`, migrations/0004).
    *   next 'retry':   scheduled at now()+delay (pending when the delay is 0); the attempt stays used
    *   next 'release': pending; the attempt is given back
@@ -185,7 +228,8 @@ export const queries = (S: string) => ({
              CASE WHEN cancel_reason IS NULL THEN jsonb_build_object('_tag', 'Defect', 'message',
                'the lease expired on the last attempt (' || attempts || ' of ' || max_attempts || '): the worker stopped heartbeating')
              ELSE jsonb_build_object('_tag', 'Cancelled', 'reason', cancel_reason) END,
-             attempts, max_attempts, dedupe_key, parent_id, parent_step, created_at, started_at
+             attempts, max_attempts, dedupe_key, parent_id, parent_step, created_at, started_at,
+             ${expiresAt(S, "CASE WHEN done.cancel_reason IS NULL THEN 'failed' ELSE 'cancelled' END", "done.task")}
       FROM done
       RETURNING parent_id
     ), ${wakeParents(S)}
@@ -238,7 +282,8 @@ export const queries = (S: string) => ({
       INSERT INTO ${S}.finished_executions (${finishedColumns})
       SELECT id, task, queue, 'cancelled', priority, payload, NULL,
              jsonb_build_object('_tag', 'Cancelled', 'reason', $2::text),
-             attempts, max_attempts, dedupe_key, parent_id, parent_step, created_at, started_at
+             attempts, max_attempts, dedupe_key, parent_id, parent_step, created_at, started_at,
+             ${expiresAt(S, "'cancelled'", "done.task")}
       FROM done
       RETURNING id, parent_id
     ), flagged AS (
