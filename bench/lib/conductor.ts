@@ -23,10 +23,15 @@ export const noop = (history: History) =>
 /** The producers' side: retention only matters to the workers, which finish executions. */
 export const Noop = noop(defaultHistory)
 
-export const stack = (dbUrl: string, maxConnections = 10) =>
+/**
+ * `minConnections` keeps that many of the pool's connections open from the
+ * start (the worker processes open all of theirs before they report ready, as
+ * the other systems' workers do).
+ */
+export const stack = (dbUrl: string, maxConnections = 10, minConnections = 0) =>
   Conductor.Conductor.layer.pipe(
     Layer.provideMerge(PgStore.layer()),
-    Layer.provideMerge(PgClient.layer({ url: Redacted.make(dbUrl), maxConnections }))
+    Layer.provideMerge(PgClient.layer({ url: Redacted.make(dbUrl), maxConnections, minConnections }))
   )
 
 /** A client runtime in this process (migrations applied on first use). */
