@@ -453,7 +453,12 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         }
         // Cleared once its executions are in the buffer, where the next claim counts them.
         claiming = false
-        yield* dispatch
+        // A full claim is followed by another at once: start these after this
+        // loop has sent it, so Postgres works on that claim while they run (a
+        // one-process drain ran 5–15% faster than starting them first). A
+        // short one, the usual answer to a wake-up, starts them now.
+        if (backlog) yield* Effect.forkDetach(dispatch)
+        else yield* dispatch
       })
     const writeOutcomes = (batch: ReadonlyArray<AttemptOutcome>) =>
       Effect.gen(function*() {
