@@ -20,7 +20,7 @@ const historySetting = (history: History) =>
 const adapterFor = (name: string, history: History): QueueAdapter => ({
   name,
   settings: () => ({
-    worker: `Worker.layer({ concurrency: ${concurrency}, prefetch: ${prefetch}, claimBatch: ${claimBatch} }) in one process, PgClient pool of 8`,
+    worker: `Worker.layer({ concurrency: ${concurrency}, prefetch: ${prefetch}, claimBatch: ${claimBatch} }) in one process, PgClient pool of 8 (all open before the worker reports ready)`,
     insert: "conductor.invokeMany (one statement per 10k payloads); single invocation: conductor.invoke",
     store: `PgStore, schema conductor; ${historySetting(history)}`,
     w3: "one worker process: a task with 10 Durable.step calls, 500 invoked at once, worker concurrency = in-flight (24), prefetch 24 (claimed, not started)"
