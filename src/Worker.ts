@@ -457,7 +457,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         // loop has sent it, so Postgres works on that claim while they run (a
         // one-process drain ran 5–15% faster than starting them first). A
         // short one, the usual answer to a wake-up, starts them now.
-        if (backlog) yield* Effect.forkDetach(dispatch)
+        if (backlog) yield* Effect.forkChild(dispatch)
         else yield* dispatch
       })
     const writeOutcomes = (batch: ReadonlyArray<AttemptOutcome>) =>
