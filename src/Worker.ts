@@ -32,13 +32,17 @@ export interface WorkerOptions {
   readonly prefetch?: number | undefined
   /** Most executions taken by one claim statement. Default `concurrency + prefetch`. */
   readonly claimBatch?: number | undefined
-  /** How long a claim holds an execution without a heartbeat. Default 30 seconds. */
+  /**
+   * How long the worker's lease lasts without a claim or heartbeat. It covers
+   * every execution the worker holds; once it lapses, any worker recovers
+   * them. Default 30 seconds.
+   */
   readonly leaseDuration?: Duration.Input | undefined
-  /** How often leases are extended. Default a third of `leaseDuration`. */
+  /** How often the lease is extended. Default a third of `leaseDuration`. */
   readonly heartbeatInterval?: Duration.Input | undefined
   /**
    * The safety net under LISTEN/NOTIFY and timers: how often the worker
-   * claims, promotes due work and recovers expired leases anyway. Default 2 seconds.
+   * claims, promotes due work and recovers dead workers' leases anyway. Default 2 seconds.
    */
   readonly pollInterval?: Duration.Input | undefined
   /** On shutdown, how long running handlers may finish before they are interrupted and released. Default 10 seconds. */
@@ -53,6 +57,11 @@ export class Worker extends Context.Service<Worker, {
   readonly queue: string
   /** Handlers running right now. */
   readonly running: Effect.Effect<number>
+  /**
+   * Executions leased to this worker whose outcome is not committed yet:
+   * running, waiting in its buffer for a slot, or written back soon.
+   */
+  readonly held: Effect.Effect<number>
 }>()("effect-conductor/Worker") {
   /**
    * Starts a worker for the layer's lifetime. Closing the layer's scope stops
@@ -150,6 +159,20 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     const buffered: Array<ClaimedExecution> = []
     let backlog = false
     let stopping = false
+    /**
+     * Leases this worker gave up without writing an outcome (a write that kept
+     * failing, handlers stopped when the lease could not be renewed), each
+     * with the number of the claim that took it: ended once the worker holds
+     * them no more, by the next heartbeat that gets through, as a dead
+     * worker's would be.
+     */
+    const abandoned = new Map<string, number>()
+    /** A failed claim's orphans could not be looked for yet: the heartbeat tries again. */
+    let orphansUnchecked = false
+    /** Handlers left running at shutdown keep their leases until the worker's expires. */
+    let leftBehind = false
+    /** The worker's lease was removed at shutdown. */
+    let retired = false
     const wakeups = yield* Queue.sliding<void>(1)
 
     const stop = (id: string, reason: Stop): Effect.Effect<void> =>
@@ -399,8 +422,19 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       wantedSeq++
       Queue.offerUnsafe(wakeups, undefined)
     }
-    /** A claim is in flight: claims go one at a time, so they come back in claim order. */
+    /**
+     * A claim is in flight: claims go one at a time, so they come back in
+     * claim order. Also taken while given-up leases are settled (see
+     * settleGivenUp).
+     */
     let claiming = false
+    /** Resolved when `claiming` is next cleared (shutdown waits on it). */
+    let claimEnded: Deferred.Deferred<void> | undefined
+    const endClaim = () => {
+      claiming = false
+      if (claimEnded !== undefined) Deferred.doneUnsafe(claimEnded, Effect.void)
+      claimEnded = undefined
+    }
     /**
      * The exchange loop. Each turn sends one statement: the next claim, when
      * there is room, work may be waiting and no other claim is in flight;
@@ -424,6 +458,8 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
           const limit = Math.min(room, config.claimBatch)
           const tasks = stopping || !wanted || claiming || limit <= 0 ? [] : registry.tasksOfQueue(queue)
           if (tasks.length > 0) {
+            // Taken here, where it was checked: settleGivenUp takes it too.
+            claiming = true
             // Another loop writes the outcomes meanwhile.
             if (outcomes.length > 0) Queue.offerUnsafe(wakeups, undefined)
             yield* claimNext(tasks, limit)
@@ -437,7 +473,6 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     })
     const claimNext = (tasks: ReadonlyArray<string>, limit: number) =>
       Effect.gen(function*() {
-        claiming = true
         const seq = wantedSeq
         const claimed = yield* store.claim({ queue, tasks, limit, workerId, leaseMillis: config.leaseMillis }).pipe(
           Effect.catch((error) => Effect.as(Effect.andThen(warn("claim")(error), giveBackOrphans), []))
@@ -452,7 +487,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
           else buffered.push(execution)
         }
         // Cleared once its executions are in the buffer, where the next claim counts them.
-        claiming = false
+        endClaim()
         // A full claim is followed at once by another (when there is room):
         // start these after this loop has sent it, so Postgres works on that
         // claim while they run (a one-process drain ran 6–11% faster than
@@ -465,7 +500,12 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       Effect.gen(function*() {
         yield* store.finish(workerId, batch).pipe(
           Effect.retry(retryWrites),
-          Effect.catch(warn(`writing ${batch.length} outcome(s)`))
+          Effect.catch((error) =>
+            Effect.andThen(
+              warn(`writing ${batch.length} outcome(s) (their leases are given up)`)(error),
+              Effect.sync(() => batch.forEach((outcome) => abandoned.set(outcome.id, leased.get(outcome.id) ?? claims)))
+            )
+          )
         )
         for (const outcome of batch) release(outcome.id)
       })
@@ -475,14 +515,18 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
      * this worker but unknown to it goes back at once, its attempt given
      * back, instead of waiting for its lease to expire.
      */
-    const giveBackOrphans = Effect.gen(function*() {
+    const lookForOrphans = Effect.gen(function*() {
+      orphansUnchecked = true
       const orphans = yield* store.orphans(workerId, [...leased.keys()])
-      if (orphans.length === 0) return
-      yield* store.finish(workerId, orphans.map((id): AttemptOutcome => ({ _tag: "Released", id })))
-      yield* Effect.logWarning(`effect-conductor: gave back ${orphans.length} execution(s) claimed by a statement whose reply was lost`)
-    }).pipe(
+      if (orphans.length > 0) {
+        yield* store.finish(workerId, orphans.map((id): AttemptOutcome => ({ _tag: "Released", id })))
+        yield* Effect.logWarning(`effect-conductor: gave back ${orphans.length} execution(s) claimed by a statement whose reply was lost`)
+      }
+      orphansUnchecked = false
+    })
+    const giveBackOrphans = lookForOrphans.pipe(
       Effect.retry(retryWrites),
-      Effect.catch(warn("giving back what a failed claim may have taken"))
+      Effect.catch(warn("giving back what a failed claim may have taken (the heartbeat tries again)"))
     )
 
     /** Claimable work may be waiting: claim on the next turn. */
@@ -492,6 +536,8 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     /** When the last successful heartbeat was sent: leases are good until then + leaseDuration. */
     let lastHeartbeat = yield* Clock.currentTimeMillis
     const heartbeat = Effect.gen(function*() {
+      // Retired at shutdown: a heartbeat now would bring the lease back.
+      if (retired) return
       const held = new Map(leased)
       const ids = [...held.keys()]
       const sent = yield* Clock.currentTimeMillis
@@ -510,12 +556,48 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
           if (leased.get(id) === held.get(id)) yield* stop(id, { _tag: "Lost" })
         }
         for (const { id, reason } of result.value.cancelRequested) yield* stop(id, { _tag: "Cancel", reason })
+        // Apart, so a slow one (a scan for orphans) does not hold up the next heartbeat.
+        yield* Effect.forkChild(settleGivenUp)
       } else if (now - lastHeartbeat >= config.leaseMillis - config.heartbeatMillis) {
-        // Our leases expire before another heartbeat could land: stop
+        // Our lease expires before another heartbeat could land: stop
         // everything we hold before another worker takes it over.
-        yield* Effect.logWarning(`effect-conductor: leases could not be renewed for ${now - lastHeartbeat} ms; interrupting handlers`)
-        for (const id of [...runs.keys(), ...buffered.map((e) => e.id)]) yield* stop(id, { _tag: "Lost" })
+        yield* Effect.logWarning(`effect-conductor: the lease could not be renewed for ${now - lastHeartbeat} ms; interrupting handlers`)
+        for (const id of [...runs.keys(), ...buffered.map((e) => e.id)]) {
+          abandoned.set(id, leased.get(id) ?? claims)
+          yield* stop(id, { _tag: "Lost" })
+        }
       }
+    })
+    /**
+     * What the worker gave up may still be leased to it, and its lease is
+     * alive again: end those leases now (as expired ones), and look for a
+     * failed claim's orphans. Done as the only claim in flight: every claim
+     * that committed has then put what it took in `leased`, so no claim
+     * meanwhile looks like an orphan, and an execution given up and claimed
+     * again since is not given up twice.
+     */
+    const settleGivenUp = Effect.suspend(() => {
+      if ((abandoned.size === 0 && !orphansUnchecked) || claiming) return Effect.void
+      claiming = true
+      return Effect.gen(function*() {
+        // Still held (a handler that has not stopped yet): next time.
+        // Held under a later claim: that lease is not given up.
+        const given = [...abandoned].filter(([id, claim]) => {
+          const holding = leased.get(id)
+          if (holding !== undefined && holding !== claim) abandoned.delete(id)
+          return holding === undefined
+        }).map(([id]) => id)
+        if (given.length > 0) yield* store.abandon(workerId, given)
+        for (const id of given) abandoned.delete(id)
+        if (orphansUnchecked) yield* lookForOrphans
+      }).pipe(
+        Effect.catch(warn("ending given-up leases")),
+        Effect.ensuring(Effect.sync(() => {
+          endClaim()
+          // A claim may have been put off meanwhile.
+          want()
+        }))
+      )
     })
 
     // --- signals: work, cancel requests, due-time changes -----------------
@@ -626,16 +708,40 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
             yield* Effect.logWarning(
               `effect-conductor: ${stuck.length} handler(s) did not stop when interrupted; leaving them to their leases: ${stuck.join(", ")}`
             )
+            leftBehind = true
             for (const id of stuck) {
               runs.delete(id)
               release(id)
             }
           }
         }
+        // Bounded: shutdown must end even when the database does not answer.
+        const bounded = <E>(effect: Effect.Effect<void, E>, what: string) =>
+          effect.pipe(
+            Effect.timeoutOrElse({ duration: Duration.millis(config.leaseMillis), orElse: () => Effect.fail("timed out") }),
+            Effect.catch(warn(what))
+          )
+        // A claim still in flight gives back what it took (see claimNext).
+        const claimsEnded = Effect.suspend(() => {
+          if (!claiming) return Effect.void
+          const ended = Deferred.makeUnsafe<void>()
+          claimEnded = ended
+          return Deferred.await(ended)
+        }).pipe(Effect.repeat({ while: () => claiming }))
+        yield* bounded(claimsEnded, "waiting for the last claim")
+        // Still in flight: what it takes is left to the worker's lease.
+        if (claiming) leftBehind = true
         // Every outcome committed (or given up on) before the batchers stop.
         if (leased.size > 0) yield* Deferred.await(drained)
+        // Nothing is leased to this worker any more: its lease goes, so no
+        // lease recovery has to look for its executions.
+        yield* bounded(settleGivenUp, "ending given-up leases")
+        if (!leftBehind && abandoned.size === 0 && !orphansUnchecked) {
+          retired = true
+          yield* bounded(store.retireWorker(workerId), "removing the worker's lease")
+        }
       })
     )
 
-    return Worker.of({ id: workerId, queue, running: Effect.sync(() => runs.size) })
+    return Worker.of({ id: workerId, queue, running: Effect.sync(() => runs.size), held: Effect.sync(() => leased.size) })
   })

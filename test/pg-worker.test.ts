@@ -167,6 +167,24 @@ layer(pgStack(), { excludeTestServices: true })("a claim whose reply is lost", (
     }))
 })
 
+/**
+ * The store as it is, except that a claim first says it was entered, then
+ * waits for the gate; writes of outcomes and the worker's retirement are
+ * logged, in order.
+ */
+const gatedClaims = (entered: Deferred.Deferred<void>, gate: Deferred.Deferred<void>, log: Array<string>) =>
+  Layer.effect(
+    Store,
+    Effect.map(Effect.service(Store), (store) =>
+      Store.of({
+        ...store,
+        claim: (options) => Effect.andThen(Deferred.succeed(entered, undefined), Effect.andThen(Deferred.await(gate), store.claim(options))),
+        finish: (workerId, outcomes) =>
+          Effect.andThen(store.finish(workerId, outcomes), Effect.sync(() => log.push(outcomes.map((o) => o._tag).join(",")))),
+        retireWorker: (workerId) => Effect.andThen(Effect.sync(() => log.push("retire")), store.retireWorker(workerId))
+      }))
+  )
+
 /** The store as it is, except that reading the server's clock never answers: the worker's maintenance pass hangs. */
 const clockNeverAnswers = Layer.effect(
   Store,
@@ -291,6 +309,51 @@ layer(pgStack(), { excludeTestServices: true })("shutdown", (it) => {
       const left = yield* conductor.get(id)
       assert.strictEqual(left.status, "running")
       assert.strictEqual(left.attempts, 1)
+      // The worker's lease stays for lease recovery to find once it expires.
+      const sql = yield* SqlClient.SqlClient
+      const [lease] = yield* sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM conductor.workers w JOIN conductor.executions e ON e.lease_owner = w.id WHERE e.id = ${id}`
+      assert.strictEqual(lease!.n, 1)
+    }))
+
+  it.effect("a claim in flight at shutdown gives back what it took, and only then does the worker's lease go", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const sql = yield* SqlClient.SqlClient
+      const workers = Effect.map(sql<{ id: string }>`SELECT id FROM conductor.workers`, (rows) => rows.map((row) => row.id))
+      const before = new Set(yield* workers)
+      const ids = yield* conductor.invokeMany(Job, [1, 2, 3].map((n) => ({ payload: { n } })))
+      const entered = yield* Deferred.make<void>()
+      const gate = yield* Deferred.make<void>()
+      const log: Array<string> = []
+      // The first claim waits at the gate; the scope closes just as it goes out.
+      yield* withWorker(JobLive, noPoll, Deferred.await(entered).pipe(Effect.ensuring(Deferred.succeed(gate, undefined)))).pipe(
+        Effect.provide(gatedClaims(entered, gate, log))
+      )
+      assert.deepStrictEqual(log, ["Released,Released,Released", "retire"])
+      for (const id of ids) {
+        const info = yield* conductor.get(id)
+        assert.strictEqual(info.status, "pending")
+        assert.strictEqual(info.attempts, 0)
+      }
+      assert.deepStrictEqual((yield* workers).filter((id) => !before.has(id)), [])
+    }))
+
+  it.effect("a worker's lease is one row while it runs, whatever it holds, and a clean shutdown removes it", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const sql = yield* SqlClient.SqlClient
+      const workers = Effect.map(sql<{ id: string }>`SELECT id FROM conductor.workers`, (rows) => rows.map((row) => row.id))
+      const before = new Set(yield* workers)
+      const Many = Task.make("many", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number })
+      const ManyLive = Many.toLayer(({ n }) => Effect.succeed(n))
+      const during = yield* withWorker(ManyLive, { concurrency: 4 }, Effect.gen(function*() {
+        const ids = yield* conductor.invokeMany(Many, Array.from({ length: 20 }, (_, n) => ({ payload: { n } })))
+        for (const id of ids) yield* conductor.result(Many, id)
+        return (yield* workers).filter((id) => !before.has(id))
+      }))
+      assert.strictEqual(during.length, 1)
+      assert.notInclude(yield* workers, during[0])
     }))
 })
 

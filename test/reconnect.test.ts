@@ -123,19 +123,21 @@ plain.live("a real server restart: workers reconnect, nothing is lost, everythin
   }).pipe(Effect.scoped), 60_000)
 
 layer(pgStack(), { excludeTestServices: true })("database unreachable", (it) => {
-  it.effect("a worker that cannot renew its leases for a lease duration interrupts its handlers", () =>
+  it.effect("a worker that cannot renew its lease for a lease duration interrupts its handlers, and gives them back once it can", () =>
     Effect.gen(function*() {
       const conductor = yield* Conductor
       const { name } = yield* TestDatabase
       const started = yield* Deferred.make<void>()
       const interrupted = yield* Deferred.make<void>()
-      const Stubborn = Task.make("stubborn", { payload: Schema.Struct({}) })
+      const Stubborn = Task.make("stubborn", { payload: Schema.Struct({}), success: Schema.Number })
+      let calls = 0
+      // The first attempt runs until interrupted; the next one completes.
       const StubbornLive = Stubborn.toLayer(() =>
-        Effect.andThen(Deferred.succeed(started, undefined), Effect.never).pipe(
+        ++calls > 1 ? Effect.succeed(calls) : Effect.andThen(Deferred.succeed(started, undefined), Effect.never).pipe(
           Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined))
         )
       )
-      yield* conductor.invoke(Stubborn, {})
+      const id = yield* conductor.invoke(Stubborn, {})
       const admin = PgClient.layer({ url: Redacted.make(serverUrl()), maxConnections: 1 })
       const setConnections = (allow: boolean) =>
         Effect.gen(function*() {
@@ -155,12 +157,17 @@ layer(pgStack(), { excludeTestServices: true })("database unreachable", (it) => 
           yield* Deferred.await(interrupted)
           const waited = Date.now() - cut
           yield* setConnections(true)
+          // The interrupted attempt was given up: its lease ends (as an expired
+          // one, the attempt used) and the same worker runs the next attempt.
+          assert.strictEqual(yield* conductor.result(Stubborn, id), 2)
           return waited
         })
       ).pipe(Effect.ensuring(Effect.orDie(setConnections(true))))
-      // Not while its leases were safe (the last renewal lasts 1 s, and the worker
+      // Not while its lease was safe (the last renewal lasts 1 s, and the worker
       // stops one heartbeat before that), and well before another worker could take over.
       assert.isAtLeast(waited, 700)
       assert.isBelow(waited, 1500)
+      const done = yield* conductor.get(id)
+      assert.strictEqual(done.attempts, 2)
     }), { timeout: 30_000 })
 })

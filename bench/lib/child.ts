@@ -10,6 +10,8 @@
 //   parent -> child  { type: "go" }               start consuming now (the timed part starts here)
 //   child  -> parent { type: "progress", handled } coalesced every <= 5 ms while jobs run
 //   child  -> parent { type: "finished", result }  the module's start() resolved (run-to-completion modules)
+//   parent -> child  { type: "held?" }
+//   child  -> parent { type: "held", n }          jobs taken whose completion is not committed (null: not known)
 //   parent -> child  { type: "stop" }
 //   child  -> parent { type: "stopped", handled, latenciesMs, peakRssKb }
 //   child  -> parent { type: "error", message }
@@ -43,6 +45,8 @@ export interface WorkerHandle {
   readonly handled: number
   go(): void
   onProgress(listener: (handled: number) => void): void
+  /** jobs taken whose completion is not committed yet, when the worker module says (see worker-host.ts) */
+  held(): Promise<number | null>
   /** resolves with the value the module's start() resolved with */
   finished(): Promise<unknown>
   stop(): Promise<WorkerReport>
@@ -71,6 +75,7 @@ export const makeSpawner = (node: string, onSpawn: (h: WorkerHandle) => void): S
     let handled = 0
     let ready = false
     const progress: Array<(n: number) => void> = []
+    const heldAnswers: Array<(n: number | null) => void> = []
     let onFinished: { resolve: (v: unknown) => void; reject: (e: Error) => void } | undefined
     let finishedValue: { value: unknown } | undefined
     let onStopped: { resolve: (r: WorkerReport) => void; reject: (e: Error) => void } | undefined
@@ -91,6 +96,9 @@ export const makeSpawner = (node: string, onSpawn: (h: WorkerHandle) => void): S
         case "progress":
           handled = m.handled
           for (const l of progress) l(handled)
+          break
+        case "held":
+          heldAnswers.shift()?.(m.n)
           break
         case "finished":
           finishedValue = { value: m.result }
@@ -117,6 +125,11 @@ export const makeSpawner = (node: string, onSpawn: (h: WorkerHandle) => void): S
       },
       go: () => child.send({ type: "go" }),
       onProgress: (l) => void progress.push(l),
+      held: () =>
+        new Promise((res) => {
+          heldAnswers.push(res)
+          child.send({ type: "held?" })
+        }),
       finished: () =>
         finishedValue
           ? Promise.resolve(finishedValue.value)

@@ -130,7 +130,17 @@ const timeDrain = async (a: QueueAdapter, ctx: BenchContext, workers: WorkerHand
     t0 = nowMs()
     for (const w of workers) w.go()
     await Promise.race([allHandled, failed, sleep(TIMEOUT_MS).then(() => Promise.reject(new Error("drain timed out")))])
-    await waitUntil("completions to commit", async () => (await a.remaining(c)) <= remainingAtEnd, 2)
+    // A drain of everything runnable ends when every worker that can say so
+    // holds nothing uncommitted; otherwise (or when a worker cannot say) when
+    // the adapter's query counts what should remain.
+    const committed = async () => {
+      if (remainingAtEnd === 0) {
+        const held = await Promise.all(workers.map((w) => w.held()))
+        if (held.every((n) => n !== null)) return held.every((n) => n === 0)
+      }
+      return (await a.remaining(c)) <= remainingAtEnd
+    }
+    await waitUntil("completions to commit", committed, 2)
     const seconds = (nowMs() - t0) / 1000
     if (TRACE) console.error(`trace n=${target} procs=${workers.length}: ` + trace.filter((_, k) => k % 4 === 0).map(([t, h]) => `${t.toFixed(0)}:${h}`).join(" ") + ` end ${(seconds * 1000).toFixed(0)}`)
     // CPU spent during the drain, per job: the worker processes', and the local

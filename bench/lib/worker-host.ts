@@ -19,6 +19,11 @@ export interface Worker {
   start(): Promise<unknown>
   /** stop consuming and release connections */
   stop(): Promise<void>
+  /**
+   * Optional: jobs taken whose completion is not committed yet. A worker that
+   * says so lets the runner see a drain's end without querying the tables.
+   */
+  held?(): Promise<number>
 }
 
 /** Import modules and warm connections here; do not consume work before start(). */
@@ -58,6 +63,8 @@ process.on("message", async (m: any) => {
     } else if (m.type === "go") {
       const result = await worker!.start()
       send({ type: "finished", result: result ?? null })
+    } else if (m.type === "held?") {
+      send({ type: "held", n: worker?.held ? await worker.held() : null })
     } else if (m.type === "stop") {
       if (progressTimer) clearTimeout(progressTimer)
       await worker!.stop()

@@ -53,8 +53,11 @@ const adapterFor = (name: string, history: History): QueueAdapter => ({
       close: () => runtime.dispose()
     }
   },
-  // Each part reads a partial index (claim, lease, due), so polling this does
-  // not scan a million sleeping rows.
+  // Pending and due rows are read from their partial indexes (claim, due).
+  // Running ones have no index (a running execution names only its worker),
+  // so counting them scans the table. Drains of everything runnable end when
+  // the workers hold nothing uncommitted (`Worker.held`) instead; this runs
+  // only for W4's first 100k of a million, once every handler has run.
   remaining: async (c) =>
     Number(
       (await c.query(`select

@@ -21,15 +21,19 @@ const factory: WorkerFactory = async ({ dbUrl, options, onJob }) => {
   )
   const NoopLive = noop(history).toLayer((payload) => Effect.sync(() => onJob(payload)))
   let workerScope: Scope.Closeable | undefined
+  let held: Effect.Effect<number> = Effect.succeed(0)
   return {
     start: async () => {
       workerScope = Effect.runSync(Scope.make())
-      await Effect.runPromise(
+      const worker = await Effect.runPromise(
         Layer.buildWithScope(Worker.Worker.layer(workerOptions).pipe(Layer.provide(NoopLive)), workerScope).pipe(
           Effect.provideContext(context)
         )
       )
+      // Executions whose outcome is not committed: the runner's end of a drain.
+      held = Context.get(worker, Worker.Worker).held
     },
+    held: () => Effect.runPromise(held),
     stop: async () => {
       if (workerScope) await Effect.runPromise(Scope.close(workerScope, Exit.void))
       await Effect.runPromise(Scope.close(scope, Exit.void))

@@ -217,7 +217,8 @@ export interface StoreService {
   /**
    * Claims up to `limit` pending executions of `tasks` in `queue`, highest
    * priority first then oldest run_at, counting an attempt and leasing each
-   * to `workerId` for `leaseMillis`.
+   * to `workerId`. Leases are the worker's: a claim (like a heartbeat) extends
+   * its lease by `leaseMillis`, and that lease covers everything leased to it.
    */
   readonly claim: (options: ClaimOptions) => Effect.Effect<ReadonlyArray<ClaimedExecution>, StoreError>
 
@@ -235,14 +236,31 @@ export interface StoreService {
    */
   readonly orphans: (workerId: string, known: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, StoreError>
 
-  /** Extends the leases of `ids` held by `workerId`. */
+  /**
+   * Extends the lease of `workerId` by `leaseMillis` (sent even when it holds
+   * nothing, so an idle worker is not taken for dead), and says which of
+   * `ids` it no longer holds and which have a cancel request.
+   */
   readonly heartbeat: (workerId: string, ids: ReadonlyArray<string>, leaseMillis: number) => Effect.Effect<HeartbeatResult, StoreError>
 
   /**
-   * Makes executions whose lease expired runnable again (or fails them for
-   * good when their attempts are used up). Returns how many it touched.
+   * Forgets the workers whose lease expired and makes their executions
+   * runnable again (or fails them for good when their attempts are used up,
+   * or ends them cancelled when a cancel was requested). Returns how many
+   * executions it touched.
    */
   readonly recoverExpiredLeases: Effect.Effect<number, StoreError>
+
+  /**
+   * Ends the leases `workerId` holds on `ids` as if it had died (see
+   * recoverExpiredLeases): for executions whose outcome it gave up writing,
+   * or whose handlers it stopped when it could not renew its lease. Returns
+   * how many executions it touched.
+   */
+  readonly abandon: (workerId: string, ids: ReadonlyArray<string>) => Effect.Effect<number, StoreError>
+
+  /** Forgets a worker that stopped with nothing leased to it. */
+  readonly retireWorker: (workerId: string) => Effect.Effect<void, StoreError>
 
   /**
    * Moves due scheduled and waiting executions to pending (a bounded batch)

@@ -23,6 +23,18 @@ const age = (backend: Backend, millis: number) =>
 
 const worker = "00000000-0000-4000-8000-0000000000aa"
 
+/**
+ * Lets the lease of worker `id` (taken for at most `leaseMillis`) run out: the
+ * TestClock moves past it on memory; on Postgres the worker's row expires.
+ */
+const expireWorker = (backend: Backend, id: string, leaseMillis: number) =>
+  backend.name === "memory"
+    ? TestClock.adjust(leaseMillis + 1)
+    : Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`UPDATE conductor.workers SET expires_at = now() - interval '1 millisecond' WHERE id = ${id}`
+    })
+
 for (const backend of backends) {
   layer(backend.layer, { excludeTestServices: backend.excludeTestServices })(backend.name, (it) => {
     it.effect("a cancel requested while an execution runs wins over its suspension, release or retry", () =>
@@ -100,6 +112,62 @@ for (const backend of backends) {
           assert.strictEqual(row.status, "pending")
           assert.strictEqual(row.attempts, 0)
         }
+      }))
+
+    it.effect("a worker's lease covers all it holds: kept alive by heartbeats, even idle; once expired, all of it is recovered", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const queue = unique("q")
+        const [a, b] = [crypto.randomUUID(), crypto.randomUUID()]
+        const ids = [crypto.randomUUID(), crypto.randomUUID(), crypto.randomUUID()]
+        yield* store.insert(ids.map((id) => ({ id, task: "t", queue, payload: {}, priority: 0, maxAttempts: 3 })))
+        const ofA = yield* store.claim({ queue, tasks: ["t"], limit: 2, workerId: a, leaseMillis: 1_000 })
+        const ofB = yield* store.claim({ queue, tasks: ["t"], limit: 1, workerId: b, leaseMillis: 60_000 })
+        assert.deepStrictEqual([ofA.length, ofB.length], [2, 1])
+        // Expired, then a heartbeat (holding nothing it knows of): alive again, nothing recovered.
+        yield* expireWorker(backend, a, 1_000)
+        assert.deepStrictEqual(yield* store.heartbeat(a, [], 1_000), { lost: [], cancelRequested: [] })
+        assert.strictEqual(yield* store.recoverExpiredLeases, 0)
+        // Expired for good: both of A's executions are runnable again, their attempt used; B's runs on.
+        yield* expireWorker(backend, a, 1_000)
+        assert.strictEqual(yield* store.recoverExpiredLeases, 2)
+        for (const { id } of ofA) {
+          const row = (yield* store.get(id))!
+          assert.strictEqual(row.status, "pending")
+          assert.strictEqual(row.attempts, 1)
+          assert.match(row.error?._tag === "Defect" ? row.error.message : "", /lease expired/)
+        }
+        assert.strictEqual((yield* store.get(ofB[0]!.id))!.status, "running")
+        // A is forgotten: nothing more to recover, and a late heartbeat learns it lost both.
+        assert.strictEqual(yield* store.recoverExpiredLeases, 0)
+        const late = yield* store.heartbeat(a, ofA.map((e) => e.id), 1_000)
+        assert.deepStrictEqual([...late.lost].sort(), ofA.map((e) => e.id).sort())
+      }))
+
+    it.effect("abandon ends a worker's own leases as expired ones: retried while attempts remain, failed for good after", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const queue = unique("q")
+        const [a, b] = [crypto.randomUUID(), crypto.randomUUID()]
+        const [retried, failed, kept] = [crypto.randomUUID(), crypto.randomUUID(), crypto.randomUUID()]
+        yield* store.insert([
+          { id: retried, task: "t", queue, payload: {}, priority: 2, maxAttempts: 3 },
+          { id: failed, task: "t", queue, payload: {}, priority: 1, maxAttempts: 1 },
+          { id: kept, task: "t", queue, payload: {}, priority: 0, maxAttempts: 3 }
+        ])
+        assert.strictEqual((yield* store.claim({ queue, tasks: ["t"], limit: 3, workerId: a, leaseMillis: 60_000 })).length, 3)
+        // Another worker's word changes nothing.
+        assert.strictEqual(yield* store.abandon(b, [retried, failed]), 0)
+        assert.strictEqual((yield* store.get(retried))!.status, "running")
+        assert.strictEqual(yield* store.abandon(a, [retried, failed]), 2)
+        const again = (yield* store.get(retried))!
+        assert.strictEqual(again.status, "pending")
+        assert.strictEqual(again.attempts, 1)
+        const over = (yield* store.get(failed))!
+        assert.strictEqual(over.status, "failed")
+        assert.match(over.error?._tag === "Defect" ? over.error.message : "", /last attempt \(1 of 1\)/)
+        assert.strictEqual((yield* store.get(kept))!.status, "running")
+        assert.strictEqual(yield* store.abandon(a, [retried]), 0)
       }))
 
     it.effect("a parent suspended in the same batch in which its cancelled child ends is woken", () =>

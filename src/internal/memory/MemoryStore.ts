@@ -50,7 +50,6 @@ interface Row {
   /** Creation order (ties of created_at). */
   readonly seq: number
   leaseOwner: string | undefined
-  leaseExpiresAt: number | undefined
   wake: boolean
   cancelReason: string | undefined
   readonly dedupeKey: string | undefined
@@ -103,6 +102,8 @@ export const makeWithInspector: Effect.Effect<
   const steps = new Map<string, Map<string, StepRecord>>()
   /** Retention by task (the `retention` table). */
   const retention = new Map<string, RetentionPolicy>()
+  /** When each worker's lease expires (the `workers` table). */
+  const workers = new Map<string, number>()
   let version = 0
   let order = 0
 
@@ -160,7 +161,6 @@ export const makeWithInspector: Effect.Effect<
     row.result = result
     row.lastError = error
     row.leaseOwner = undefined
-    row.leaseExpiresAt = undefined
     row.finishedAt = t
     const policy = retention.get(row.task)
     const keep = status === "completed" ? policy?.completedMillis : policy?.failedMillis
@@ -216,7 +216,6 @@ export const makeWithInspector: Effect.Effect<
     order: ++order,
     seq: order,
     leaseOwner: undefined,
-    leaseExpiresAt: undefined,
     wake: false,
     cancelReason: undefined,
     dedupeKey: e.dedupeKey,
@@ -254,6 +253,7 @@ export const makeWithInspector: Effect.Effect<
 
   const claim: StoreService["claim"] = (o) =>
     write((t) => {
+      workers.set(o.workerId, t + o.leaseMillis)
       const tasks = new Set(o.tasks)
       const picked = [...active.values()]
         .filter((row) => row.status === "pending" && row.queue === o.queue && tasks.has(row.task))
@@ -265,7 +265,6 @@ export const makeWithInspector: Effect.Effect<
         row.status = "running"
         row.attempts++
         row.leaseOwner = o.workerId
-        row.leaseExpiresAt = t + o.leaseMillis
         row.startedAt ??= t
         row.wake = false
         return {
@@ -330,7 +329,6 @@ export const makeWithInspector: Effect.Effect<
     }
     row.wake = false
     row.leaseOwner = undefined
-    row.leaseExpiresAt = undefined
     return "requeued"
   }
 
@@ -378,36 +376,32 @@ export const makeWithInspector: Effect.Effect<
     })
 
   const heartbeat: StoreService["heartbeat"] = (workerId, ids, leaseMillis) =>
-    write((t) => {
+    read((t) => {
+      // The worker's lease alone changes: no execution does.
+      workers.set(workerId, t + leaseMillis)
       const lost: Array<string> = []
       const cancelRequested: Array<{ id: string; reason: string }> = []
-      if (ids.length === 0) unchanged()
       for (const id of ids) {
         const row = owned(workerId, id)
         if (row === undefined) {
           lost.push(id)
           continue
         }
-        row.leaseExpiresAt = t + leaseMillis
         if (row.cancelReason !== undefined) cancelRequested.push({ id, reason: row.cancelReason })
       }
       return { lost, cancelRequested }
     })
 
-  const recoverExpiredLeases: StoreService["recoverExpiredLeases"] = write((t) => {
-    const expired = [...active.values()]
-      .filter((row) => row.status === "running" && row.leaseExpiresAt !== undefined && row.leaseExpiresAt < t)
-      .sort((a, b) => a.leaseExpiresAt! - b.leaseExpiresAt!)
-      .slice(0, 1000)
-    if (expired.length === 0) unchanged()
+  /** Ends the leases on `rows` as a dead worker's end (`expireLeases` in the SQL). */
+  const expireLeases = (rows: ReadonlyArray<Row>, t: number) => {
+    if (rows.length === 0) unchanged()
     const queues: Array<string> = []
     const parents: Array<string | undefined> = []
     let moved = 0
-    for (const row of expired) {
+    for (const row of rows) {
       if (row.attempts < row.maxAttempts && row.cancelReason === undefined) {
         row.status = "pending"
         row.leaseOwner = undefined
-        row.leaseExpiresAt = undefined
         setRunAt(row, t)
         row.lastError = {
           _tag: "Defect",
@@ -430,8 +424,28 @@ export const makeWithInspector: Effect.Effect<
     queues.push(...wakeParents(parents, t))
     signalQueues(queues)
     if (moved > 0) publish({ _tag: "Finished" })
-    return expired.length
+    return rows.length
+  }
+
+  const recoverExpiredLeases: StoreService["recoverExpiredLeases"] = write((t) => {
+    const dead = new Set<string>()
+    for (const [id, expiresAt] of workers) {
+      if (expiresAt < t) dead.add(id)
+    }
+    for (const id of dead) workers.delete(id)
+    return expireLeases(
+      [...active.values()].filter((row) => row.status === "running" && row.leaseOwner !== undefined && dead.has(row.leaseOwner)),
+      t
+    )
   })
+
+  const abandon: StoreService["abandon"] = (workerId, ids) =>
+    write((t) => expireLeases(ids.flatMap((id) => owned(workerId, id) ?? []), t))
+
+  const retireWorker: StoreService["retireWorker"] = (workerId) =>
+    read(() => {
+      workers.delete(workerId)
+    })
 
   const nextDue = (t: number) => {
     let next: number | undefined
@@ -630,6 +644,8 @@ export const makeWithInspector: Effect.Effect<
     orphans,
     heartbeat,
     recoverExpiredLeases,
+    abandon,
+    retireWorker,
     promoteDue,
     cancel,
     get,

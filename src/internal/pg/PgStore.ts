@@ -368,7 +368,7 @@ export const make = (
       Effect.map(runPlanned<{ id: string }>("orphans", Q.orphans, [workerId, uuids(known)]), (rows) => rows.map((row) => row.id))
 
     const heartbeat: StoreService["heartbeat"] = (workerId, ids, leaseMillis) =>
-      ids.length === 0 ? Effect.succeed({ lost: [], cancelRequested: [] }) : Effect.map(
+      Effect.map(
         runPlanned<{ id: string; cancel_reason: string | null }>("heartbeat", Q.heartbeat, [workerId, uuids(ids), leaseMillis]),
         (rows) => {
           const kept = new Set(rows.map((row) => row.id))
@@ -381,15 +381,36 @@ export const make = (
         }
       )
 
+    /** Ends the leases of `owners` (on `ids` only, when given) as a dead worker's; signals what that changed. */
+    const expireLeases = (operation: string, owners: ReadonlyArray<string>, ids: ReadonlyArray<string> | null) =>
+      Effect.gen(function*() {
+        const [row] = yield* runPlanned<{ touched: number; queues: Array<string>; finished: number }>(
+          operation,
+          Q.expireLeases,
+          [uuids(owners), ids === null ? null : uuids(ids)]
+        )
+        yield* sql.afterCommit(Effect.andThen(
+          signalQueues(row?.queues),
+          (row?.finished ?? 0) > 0 ? finishedFolder("f") : Effect.void
+        ))
+        return row?.touched ?? 0
+      })
+
     const recoverExpiredLeases = Effect.gen(function*() {
-      const [row] = yield* runPlanned<{ touched: number; queues: Array<string>; finished: number }>(
-        "recoverExpiredLeases",
-        Q.recoverExpired
-      )
-      yield* signalQueues(row?.queues)
-      if ((row?.finished ?? 0) > 0) yield* finishedFolder("f")
-      return row?.touched ?? 0
-    })
+      const dead = yield* runPlanned<{ id: string }>("recoverExpiredLeases", Q.deadWorkers)
+      if (dead.length === 0) return 0
+      // In the same transaction: a worker's row must not go without its executions.
+      return yield* expireLeases("recoverExpiredLeases", dead.map((row) => row.id), null)
+    }).pipe(
+      sql.withTransaction,
+      Effect.mapError((e) => (e._tag === "StoreError" ? e : toStoreError("recoverExpiredLeases")(e)))
+    )
+
+    const abandon: StoreService["abandon"] = (workerId, ids) =>
+      ids.length === 0 ? Effect.succeed(0) : expireLeases("abandon", [workerId], ids)
+
+    const retireWorker: StoreService["retireWorker"] = (workerId) =>
+      Effect.asVoid(runPlanned("retireWorker", Q.retireWorker, [workerId]))
 
     const promoteDue: StoreService["promoteDue"] = Effect.gen(function*() {
       const [row] = yield* runPlanned<{ queues: Array<string>; more: boolean; next_ms: number | null }>("promoteDue", Q.promoteDue)
@@ -561,6 +582,8 @@ export const make = (
       orphans,
       heartbeat,
       recoverExpiredLeases,
+      abandon,
+      retireWorker,
       promoteDue,
       setRetention,
       sweepFinished,

@@ -188,32 +188,61 @@ export const queries = (S: string) => ({
    */
   requeue: `SELECT * FROM ${S}.requeue($1, $2::uuid[], $3::text[], $4::float8[], $5::text[], $6)`,
 
-  /** Rows leased to $1 that the worker does not know of ($2): see Store.orphans. */
+  /**
+   * Rows leased to $1 that the worker does not know of ($2): see
+   * Store.orphans. Running rows have no index (migrations/0010), so this
+   * scans the table; it runs only after a claim failed.
+   */
   orphans: `SELECT id FROM ${S}.executions
     WHERE status = 'running' AND lease_owner = $1 AND NOT (id = ANY ($2::uuid[]))`,
 
-  /** Extends leases; rows not returned are no longer ours. */
+  /**
+   * Extends the worker's lease ($1, for $3 ms: migrations/0010), which covers
+   * everything leased to it, and reads which of $2 it still holds (rows not
+   * returned are no longer its own) and their cancel requests. When the
+   * worker's row had to be inserted (xmax 0), a lease recovery took it, and
+   * everything with it: then nothing is held, even where this statement's
+   * snapshot (taken before that recovery committed) still shows the lease.
+   */
   heartbeat: `
-    UPDATE ${S}.executions
-    SET lease_expires_at = now() + $3 * interval '1 millisecond'
-    WHERE id = ANY($2::uuid[]) AND lease_owner = $1 AND status = 'running'
-    RETURNING id, cancel_reason`,
+    WITH alive AS (
+      INSERT INTO ${S}.workers (id, expires_at) VALUES ($1, now() + $3 * interval '1 millisecond')
+      ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at
+      RETURNING xmax = 0 AS inserted
+    )
+    SELECT e.id, e.cancel_reason FROM ${S}.executions e, alive
+    WHERE e.id = ANY($2::uuid[]) AND e.lease_owner = $1 AND e.status = 'running' AND NOT alive.inserted`,
 
   /**
-   * Leases that expired (their worker died): runnable again while attempts
-   * remain, failed for good otherwise (the attempt counted at claim stays
-   * used, so work that kills its workers still ends). A cancel requested of a
-   * dead worker's execution finishes it as cancelled.
+   * Workers whose lease expired (they died, or lost the database for longer
+   * than a lease): deleted, skipping any a claim or heartbeat holds just now.
+   * Run in one transaction with `expireLeases` over their executions.
    */
-  recoverExpired: `
+  deadWorkers: `
+    DELETE FROM ${S}.workers
+    WHERE id IN (SELECT id FROM ${S}.workers WHERE expires_at < now() FOR UPDATE SKIP LOCKED)
+    RETURNING id`,
+
+  /** A worker that stopped with nothing leased: its lease goes. */
+  retireWorker: `DELETE FROM ${S}.workers WHERE id = $1`,
+
+  /**
+   * Ends leases as a dead worker's end: the executions leased to one of $1
+   * (of $2 when given; all of theirs otherwise, by a sequential scan) become
+   * runnable again while attempts remain, and fail for good otherwise (the
+   * attempt counted at claim stays used, so work that kills its workers still
+   * ends). A cancel requested of such an execution finishes it as cancelled.
+   * Locks the rows (waiting, not skipping): the worker's row is gone, so a
+   * row skipped now would never be looked at again.
+   */
+  expireLeases: `
     WITH expired AS (
       SELECT id FROM ${S}.executions
-      WHERE status = 'running' AND lease_expires_at < now()
-      ORDER BY lease_expires_at LIMIT 1000
-      FOR UPDATE SKIP LOCKED
+      WHERE status = 'running' AND lease_owner = ANY ($1::uuid[]) AND ($2::uuid[] IS NULL OR id = ANY ($2::uuid[]))
+      FOR UPDATE
     ), retried AS (
       UPDATE ${S}.executions e
-      SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, run_at = now(), updated_at = now(),
+      SET status = 'pending', lease_owner = NULL, run_at = now(), updated_at = now(),
           last_error = jsonb_build_object('_tag', 'Defect', 'message',
             'the lease expired: the worker running attempt ' || e.attempts || ' stopped heartbeating')
       WHERE e.id = ANY (ARRAY(SELECT id FROM expired)) AND e.attempts < e.max_attempts AND e.cancel_reason IS NULL
