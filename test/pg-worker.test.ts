@@ -17,6 +17,10 @@ import { pgStack, withWorker } from "./support/stack.ts"
 const Job = Task.make("job", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number })
 const JobLive = Job.toLayer(({ n }) => Effect.succeed(n * 2))
 
+/** The ids of the workers that hold a lease (a row in `workers`). */
+const workers = Effect.flatMap(Effect.service(SqlClient.SqlClient), (sql) =>
+  Effect.map(sql<{ id: string }>`SELECT id FROM conductor.workers`, (rows) => rows.map((row) => row.id)))
+
 /** No safety poll: only NOTIFY and timers can make these workers claim. */
 const noPoll = { pollInterval: "1 hour" } as const
 
@@ -319,8 +323,6 @@ layer(pgStack(), { excludeTestServices: true })("shutdown", (it) => {
   it.effect("a claim in flight at shutdown gives back what it took, and only then does the worker's lease go", () =>
     Effect.gen(function*() {
       const conductor = yield* Conductor
-      const sql = yield* SqlClient.SqlClient
-      const workers = Effect.map(sql<{ id: string }>`SELECT id FROM conductor.workers`, (rows) => rows.map((row) => row.id))
       const before = new Set(yield* workers)
       const ids = yield* conductor.invokeMany(Job, [1, 2, 3].map((n) => ({ payload: { n } })))
       const entered = yield* Deferred.make<void>()
@@ -342,8 +344,6 @@ layer(pgStack(), { excludeTestServices: true })("shutdown", (it) => {
   it.effect("a worker's lease is one row while it runs, whatever it holds, and a clean shutdown removes it", () =>
     Effect.gen(function*() {
       const conductor = yield* Conductor
-      const sql = yield* SqlClient.SqlClient
-      const workers = Effect.map(sql<{ id: string }>`SELECT id FROM conductor.workers`, (rows) => rows.map((row) => row.id))
       const before = new Set(yield* workers)
       const Many = Task.make("many", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number })
       const ManyLive = Many.toLayer(({ n }) => Effect.succeed(n))
