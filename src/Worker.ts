@@ -62,6 +62,13 @@ export class Worker extends Context.Service<Worker, {
    * running, waiting in its buffer for a slot, or written back soon.
    */
   readonly held: Effect.Effect<number>
+  /**
+   * Attempt outcomes this worker has written back (committed) since it started:
+   * one per attempt that ended here, completed, failed, retried, suspended,
+   * cancelled or released. One for a lease lost by then changed nothing, and
+   * counts too.
+   */
+  readonly committed: Effect.Effect<number>
 }>()("effect-conductor/Worker") {
   /**
    * Starts a worker for the layer's lifetime. Closing the layer's scope stops
@@ -153,6 +160,8 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
      * an earlier claim of the same id must not stop a later one.
      */
     const leased = new Map<string, number>()
+    /** Outcomes written (Worker.committed). */
+    let committed = 0
     let claims = 0
     let free = config.concurrency
     /** Claimed, leased, waiting for a slot (FIFO, in claim order). */
@@ -500,6 +509,9 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       Effect.gen(function*() {
         yield* store.finish(workerId, batch).pipe(
           Effect.retry(retryWrites),
+          Effect.andThen(Effect.sync(() => {
+            committed += batch.length
+          })),
           Effect.catch((error) =>
             Effect.andThen(
               warn(`writing ${batch.length} outcome(s) (their leases are given up)`)(error),
@@ -743,5 +755,11 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       })
     )
 
-    return Worker.of({ id: workerId, queue, running: Effect.sync(() => runs.size), held: Effect.sync(() => leased.size) })
+    return Worker.of({
+      id: workerId,
+      queue,
+      running: Effect.sync(() => runs.size),
+      held: Effect.sync(() => leased.size),
+      committed: Effect.sync(() => committed)
+    })
   })

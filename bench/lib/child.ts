@@ -10,8 +10,8 @@
 //   parent -> child  { type: "go" }               start consuming now (the timed part starts here)
 //   child  -> parent { type: "progress", handled } coalesced every <= 5 ms while jobs run
 //   child  -> parent { type: "finished", result }  the module's start() resolved (run-to-completion modules)
-//   parent -> child  { type: "held?" }
-//   child  -> parent { type: "held", n }          jobs taken whose completion is not committed (null: not known)
+//   parent -> child  { type: "committed?" }
+//   child  -> parent { type: "committed", n }     jobs whose completion this worker has committed (null: not known)
 //   parent -> child  { type: "stop" }
 //   child  -> parent { type: "stopped", handled, latenciesMs, peakRssKb }
 //   child  -> parent { type: "error", message }
@@ -45,8 +45,8 @@ export interface WorkerHandle {
   readonly handled: number
   go(): void
   onProgress(listener: (handled: number) => void): void
-  /** jobs taken whose completion is not committed yet, when the worker module says (see worker-host.ts) */
-  held(): Promise<number | null>
+  /** jobs whose completion this worker has committed, when the worker module says (see worker-host.ts) */
+  committed(): Promise<number | null>
   /** resolves with the value the module's start() resolved with */
   finished(): Promise<unknown>
   stop(): Promise<WorkerReport>
@@ -75,7 +75,7 @@ export const makeSpawner = (node: string, onSpawn: (h: WorkerHandle) => void): S
     let handled = 0
     let ready = false
     const progress: Array<(n: number) => void> = []
-    const heldAnswers: Array<(n: number | null) => void> = []
+    const committedAnswers: Array<(n: number | null) => void> = []
     let onFinished: { resolve: (v: unknown) => void; reject: (e: Error) => void } | undefined
     let finishedValue: { value: unknown } | undefined
     let onStopped: { resolve: (r: WorkerReport) => void; reject: (e: Error) => void } | undefined
@@ -97,8 +97,8 @@ export const makeSpawner = (node: string, onSpawn: (h: WorkerHandle) => void): S
           handled = m.handled
           for (const l of progress) l(handled)
           break
-        case "held":
-          heldAnswers.shift()?.(m.n)
+        case "committed":
+          committedAnswers.shift()?.(m.n)
           break
         case "finished":
           finishedValue = { value: m.result }
@@ -125,10 +125,10 @@ export const makeSpawner = (node: string, onSpawn: (h: WorkerHandle) => void): S
       },
       go: () => child.send({ type: "go" }),
       onProgress: (l) => void progress.push(l),
-      held: () =>
+      committed: () =>
         new Promise((res) => {
-          heldAnswers.push(res)
-          child.send({ type: "held?" })
+          committedAnswers.push(res)
+          child.send({ type: "committed?" })
         }),
       finished: () =>
         finishedValue

@@ -13,7 +13,11 @@
 //    insert's length: a process that idles for the 20 s of a million-row
 //    insert first had V8 shrink its heap meanwhile and then spent about 30% more
 //    CPU per job on a 20k drain, which W4 would have counted as the backlog's;
-//  * CHECKPOINT; then "go" is sent to every worker and the clock starts;
+//  * VACUUM ANALYZE of the database, then CHECKPOINT; then "go" is sent to every
+//    worker and the clock starts. The VACUUM (as pgbench runs before each test)
+//    settles the freshly inserted table: otherwise the autovacuum that a bulk
+//    insert of 100k or 1M rows triggers starts at some point of the next minute,
+//    inside one drain and outside another;
 //  * the drain ends when the workers' handlers have run for every job AND a query
 //    shows no due, uncompleted job left (completion committed), polled every 2 ms
 //    once the handler count is reached.
@@ -31,7 +35,7 @@ import type {
   W5Result
 } from "../systems/types.ts"
 import type { WorkerHandle } from "./child.ts"
-import { checkpoint } from "./pg.ts"
+import { checkpoint, withClient } from "./pg.ts"
 import { cpuMsOf, mainThreadCpuMsOf, nowMs, percentile, postgresCpuMs, sleep } from "./stats.ts"
 
 export const INSERT_CHUNK = 10_000
@@ -101,6 +105,12 @@ const insertJobs = async (a: QueueAdapter, dbUrl: string, n: number, runAt?: Dat
   return n / ((nowMs() - t0) / 1000)
 }
 
+/** the freshly inserted jobs vacuumed and analyzed, then a CHECKPOINT: the state every timed drain starts from */
+const settle = async (ctx: BenchContext, dbUrl: string) => {
+  await withClient(dbUrl, (c) => c.query("vacuum (analyze)"))
+  await checkpoint(ctx.adminUrl)
+}
+
 const TRACE = !!process.env.BENCH_TRACE
 
 /** go -> every handler ran (handler count) and the completions are committed (remaining query) */
@@ -130,14 +140,12 @@ const timeDrain = async (a: QueueAdapter, ctx: BenchContext, workers: WorkerHand
     t0 = nowMs()
     for (const w of workers) w.go()
     await Promise.race([allHandled, failed, sleep(TIMEOUT_MS).then(() => Promise.reject(new Error("drain timed out")))])
-    // A drain of everything runnable ends when every worker that can say so
-    // holds nothing uncommitted; otherwise (or when a worker cannot say) when
-    // the adapter's query counts what should remain.
+    // The drain ends when the workers say they have committed `target`
+    // completions; when a worker cannot say, when the adapter's query counts
+    // what should remain.
     const committed = async () => {
-      if (remainingAtEnd === 0) {
-        const held = await Promise.all(workers.map((w) => w.held()))
-        if (held.every((n) => n !== null)) return held.every((n) => n === 0)
-      }
+      const counts = await Promise.all(workers.map((w) => w.committed()))
+      if (counts.every((n) => n !== null)) return counts.reduce((x, y) => x! + y!, 0)! >= target
       return (await a.remaining(c)) <= remainingAtEnd
     }
     await waitUntil("completions to commit", committed, 2)
@@ -167,7 +175,7 @@ export const queueSystem = (a: QueueAdapter): BenchSystem => {
     await a.setup(ctx.dbUrl)
     const insertPerSec = await insertJobs(a, ctx.dbUrl, p.n)
     const workers = await spawnWorkers(ctx, a, "drain", p.processes)
-    await checkpoint(ctx.adminUrl)
+    await settle(ctx, ctx.dbUrl)
     const { seconds, workerCpuUsPerJob, workerMainThreadCpuUsPerJob, pgCpuUsPerJob } = await timeDrain(a, ctx, workers, p.n, 0)
     const { peakRssMB } = await stopAll(workers)
     return {
@@ -221,7 +229,7 @@ export const queueSystem = (a: QueueAdapter): BenchSystem => {
     await a.setup(ctx.dbUrl)
     const backlogInsertPerSec = await insertJobs(a, ctx.dbUrl, p.backlog)
     let workers = await spawnWorkers(ctx, a, "drain", 1)
-    await checkpoint(ctx.adminUrl)
+    await settle(ctx, ctx.dbUrl)
     const first = await timeDrain(a, ctx, workers, p.drain, p.backlog - p.drain)
     await stopAll(workers)
     // W4b: `backlog` sleeping jobs (due in an hour), then `runnable` runnable ones
@@ -231,7 +239,7 @@ export const queueSystem = (a: QueueAdapter): BenchSystem => {
     await insertJobs(a, db2, p.backlog, new Date(Date.now() + 3600_000))
     await insertJobs(a, db2, p.runnable)
     workers = await spawnWorkers(ctx2, a, "drain", 1)
-    await checkpoint(ctx.adminUrl)
+    await settle(ctx, db2)
     const second = await timeDrain(a, ctx2, workers, p.runnable, 0)
     await stopAll(workers)
     return {

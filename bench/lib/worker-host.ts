@@ -20,10 +20,10 @@ export interface Worker {
   /** stop consuming and release connections */
   stop(): Promise<void>
   /**
-   * Optional: jobs taken whose completion is not committed yet. A worker that
-   * says so lets the runner see a drain's end without querying the tables.
+   * Optional: jobs whose completion this worker has committed. Workers that
+   * say so let the runner see a drain's end without querying the tables.
    */
-  held?(): Promise<number>
+  committed?(): Promise<number>
 }
 
 /** Import modules and warm connections here; do not consume work before start(). */
@@ -63,8 +63,8 @@ process.on("message", async (m: any) => {
     } else if (m.type === "go") {
       const result = await worker!.start()
       send({ type: "finished", result: result ?? null })
-    } else if (m.type === "held?") {
-      send({ type: "held", n: worker?.held ? await worker.held() : null })
+    } else if (m.type === "committed?") {
+      send({ type: "committed", n: worker?.committed ? await worker.committed() : null })
     } else if (m.type === "stop") {
       if (progressTimer) clearTimeout(progressTimer)
       await worker!.stop()

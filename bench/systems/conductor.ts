@@ -55,9 +55,9 @@ const adapterFor = (name: string, history: History): QueueAdapter => ({
   },
   // Pending and due rows are read from their partial indexes (claim, due).
   // Running ones have no index (a running execution names only its worker),
-  // so counting them scans the table. Drains of everything runnable end when
-  // the workers hold nothing uncommitted (`Worker.held`) instead; this runs
-  // only for W4's first 100k of a million, once every handler has run.
+  // so counting them scans the table. The runner uses this only when a worker
+  // cannot count its committed completions; effect-conductor's can
+  // (`Worker.committed`).
   remaining: async (c) =>
     Number(
       (await c.query(`select

@@ -21,7 +21,7 @@ const factory: WorkerFactory = async ({ dbUrl, options, onJob }) => {
   )
   const NoopLive = noop(history).toLayer((payload) => Effect.sync(() => onJob(payload)))
   let workerScope: Scope.Closeable | undefined
-  let held: Effect.Effect<number> = Effect.succeed(0)
+  let committed: Effect.Effect<number> = Effect.succeed(0)
   return {
     start: async () => {
       workerScope = Effect.runSync(Scope.make())
@@ -30,10 +30,10 @@ const factory: WorkerFactory = async ({ dbUrl, options, onJob }) => {
           Effect.provideContext(context)
         )
       )
-      // Executions whose outcome is not committed: the runner's end of a drain.
-      held = Context.get(worker, Worker.Worker).held
+      // Outcomes written back (here, completions): the runner's end of a drain.
+      committed = Context.get(worker, Worker.Worker).committed
     },
-    held: () => Effect.runPromise(held),
+    committed: () => Effect.runPromise(committed),
     stop: async () => {
       if (workerScope) await Effect.runPromise(Scope.close(workerScope, Exit.void))
       await Effect.runPromise(Scope.close(scope, Exit.void))

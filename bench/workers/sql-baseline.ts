@@ -29,6 +29,8 @@ const factory: WorkerFactory = async ({ dbUrl, options, onJob }) => {
   const listener = new pg.Client({ connectionString: dbUrl })
   await listener.connect()
   let stopping = false
+  // Each claim deletes its rows: they are complete once its statement returns.
+  let committed = 0
   const idle: Array<() => void> = []
   const wakeOne = () => idle.shift()?.()
   const wakeAll = () => {
@@ -38,6 +40,7 @@ const factory: WorkerFactory = async ({ dbUrl, options, onJob }) => {
   const loop = async (c: pg.Client) => {
     while (!stopping) {
       const r = await c.query({ name: "claim", text: CLAIM, values: [batch] })
+      committed += r.rows.length
       for (const row of r.rows) onJob(row.payload) // the no-op handler
       if (r.rows.length === 0) {
         await new Promise<void>((res) => {
@@ -61,6 +64,7 @@ const factory: WorkerFactory = async ({ dbUrl, options, onJob }) => {
       await listener.query("listen bench_jobs")
       loops = clients.map(loop)
     },
+    committed: async () => committed,
     stop: async () => {
       stopping = true
       wakeAll()

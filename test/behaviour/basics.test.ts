@@ -3,10 +3,11 @@
  * dedupe, priority, delayed runs and cancelling executions that are not running.
  */
 import { assert, layer } from "@effect/vitest"
-import { Clock, Deferred, Effect, Exit, Schema } from "effect"
+import { Clock, Context, Deferred, Effect, Exit, Layer, Schema, Scope } from "effect"
 import { Conductor } from "../../src/Conductor.ts"
 import * as Durable from "../../src/Durable.ts"
 import * as Task from "../../src/Task.ts"
+import { Worker } from "../../src/Worker.ts"
 import { backends, clockSkewMillis, unique, withWorker } from "../support/backends.ts"
 
 class Rejected extends Schema.TaggedError<Rejected>()("Rejected", { reason: Schema.String }) {}
@@ -160,6 +161,43 @@ for (const backend of backends) {
           backend.settle(Deferred.await(ranAll))
         )
         assert.deepStrictEqual(order, ["high", "mid", "low-1", "low-2", "negative"])
+      }))
+
+    it.effect("Worker.running, held and committed: what runs, what is leased, what was written back", () =>
+      Effect.gen(function*() {
+        const queue = unique("q")
+        const Gated = Task.make(unique("gated"), { queue, payload: Schema.Struct({ i: Schema.Number }) })
+        const conductor = yield* Conductor
+        yield* conductor.invokeMany(Gated, [0, 1, 2].map((i) => ({ payload: { i } })))
+        let started = 0
+        const twoStarted = yield* Deferred.make<void>()
+        const open = yield* Deferred.make<void>()
+        const handlers = Gated.toLayer(() =>
+          Effect.andThen(
+            Effect.suspend(() => ++started === 2 ? Deferred.done(twoStarted, Exit.void) : Effect.void),
+            Deferred.await(open)
+          )
+        )
+        const scope = yield* Scope.make()
+        // concurrency 2, prefetch 1: one claim of 3, two run and one waits in the buffer
+        const context = yield* Layer.buildWithScope(
+          Layer.provide(Worker.layer({ queue, concurrency: 2, prefetch: 1, shutdownGrace: "5 seconds" }), handlers),
+          scope
+        )
+        const worker = Context.get(context, Worker)
+        yield* backend.settle(Deferred.await(twoStarted))
+        assert.deepStrictEqual(
+          [yield* worker.running, yield* worker.held, yield* worker.committed],
+          [2, 3, 0]
+        )
+        yield* Deferred.done(open, Exit.void)
+        // The buffered one ran once a slot was free, or was given back at
+        // shutdown: either way, three attempts ended and were written back.
+        yield* backend.settle(Scope.close(scope, Exit.void))
+        assert.deepStrictEqual(
+          [yield* worker.running, yield* worker.held, yield* worker.committed],
+          [0, 0, 3]
+        )
       }))
 
     it.effect("delay and runAt: not run early, run after", () =>
