@@ -87,6 +87,13 @@ export class Worker extends Context.Service<Worker, {
 interface RunControl {
   stop: Stop | undefined
   fiber: Fiber.Fiber<unknown, unknown> | undefined
+  /** The claim whose lease this attempt runs under (see `leased`). */
+  claim: number
+  /**
+   * The execution taken again by a later claim while this attempt was being
+   * stopped: started once this one ends without an outcome of its own.
+   */
+  next: ClaimedExecution | undefined
 }
 
 /**
@@ -329,11 +336,11 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         const task = registered.task
         control.fiber = fiber
         // Stopped between dispatch and start: the handler never runs.
-        if (control.stop !== undefined) return settle(claimed, outcomeOf(claimed, task, Exit.interrupt(), control.stop))
+        if (control.stop !== undefined) return settle(claimed, control, outcomeOf(claimed, task, Exit.interrupt(), control.stop))
         const decoded = decodeJsonExit(task.codecs.payload, claimed.payload)
         if (Exit.isFailure(decoded)) {
           // A stored payload that no longer decodes fails for good, once.
-          return settle(claimed, {
+          return settle(claimed, control, {
             _tag: "Failed",
             id: claimed.id,
             error: {
@@ -349,6 +356,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
           // A task that keeps no completed executions: its store may delete this one outright.
           return settle(
             claimed,
+            control,
             outcome?._tag === "Completed" && task.retention.completedMillis === 0
               ? { ...outcome, discard: { steps: execution.mayHaveSteps } }
               : outcome
@@ -364,7 +372,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
      */
     const start = (claimed: ClaimedExecution, later: boolean) => {
       // In `runs` from now on, so stops and shutdown see it before its fiber starts.
-      const control: RunControl = { stop: undefined, fiber: undefined }
+      const control: RunControl = { stop: undefined, fiber: undefined, claim: leased.get(claimed.id) ?? claims, next: undefined }
       runs.set(claimed.id, control)
       const registered = registry.get(claimed.task)!
       const execution = new AttemptExecution(claimed, interpreterFor)
@@ -377,13 +385,20 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     }
 
     /** After the handler: free the slot, start what waits for it, hand the outcome to the exchange loop. */
-    const settle = (claimed: ClaimedExecution, outcome: AttemptOutcome | undefined): Effect.Effect<void> => {
-      runs.delete(claimed.id)
+    const settle = (claimed: ClaimedExecution, control: RunControl, outcome: AttemptOutcome | undefined): Effect.Effect<void> => {
+      if (runs.get(claimed.id) === control) runs.delete(claimed.id)
       free++
       if (stopping && runs.size === 0) Deferred.doneUnsafe(runsEnded, Effect.void)
       if (backlog && !stopping && buffered.length < config.concurrency) want()
+      if (outcome === undefined && control.next !== undefined) {
+        if (!stopping) {
+          buffered.unshift(control.next)
+          return dispatch
+        }
+        outcome = { _tag: "Released", id: claimed.id }
+      }
       if (outcome === undefined) {
-        release(claimed.id)
+        release(claimed.id, control.claim)
         return dispatch
       }
       offerOutcome(outcome)
@@ -395,8 +410,13 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       return dispatch
     }
 
-    /** Forgets a lease; at shutdown, the last one lets the worker finish. */
-    const release = (id: string) => {
+    /**
+     * Forgets a lease (only the one `claim` took, when given: the execution
+     * may have been claimed again since); at shutdown, the last one lets the
+     * worker finish.
+     */
+    const release = (id: string, claim?: number) => {
+      if (claim !== undefined && leased.get(id) !== claim) return
       leased.delete(id)
       if (stopping && leased.size === 0) Deferred.doneUnsafe(drained, Effect.void)
     }
@@ -490,10 +510,11 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         wanted = backlog || wantedSeq !== seq
         claims++
         for (const execution of claimed) {
+          const earlier = leased.get(execution.id)
           leased.set(execution.id, claims)
           // Claimed while shutdown began: give it straight back.
           if (stopping) offerOutcome({ _tag: "Released", id: execution.id })
-          else buffered.push(execution)
+          else if (earlier === undefined || !claimedAgain(execution)) buffered.push(execution)
         }
         // Cleared once its executions are in the buffer, where the next claim counts them.
         endClaim()
@@ -521,6 +542,32 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         )
         for (const outcome of batch) release(outcome.id)
       })
+    /**
+     * An execution this worker still holds under an earlier claim, taken
+     * again: its lease lapsed unnoticed (an event loop stalled past it, say),
+     * lease recovery put it back, and this worker's next claim took it.
+     * Starting it again would run it twice at once, and both outcomes would
+     * pass the fence (same worker). Instead, what this worker has of it
+     * carries on under the new lease: an attempt still running ends it (one
+     * being stopped for a lost lease is started again once it has ended), an
+     * outcome not yet sent is written under it, a buffered claim of it is
+     * replaced. True when so; false when its outcome is being written already
+     * (which lands first is unknown): then it starts again, and the later
+     * outcome is fenced off.
+     */
+    const claimedAgain = (execution: ClaimedExecution): boolean => {
+      const running = runs.get(execution.id)
+      if (running !== undefined) {
+        running.claim = claims
+        if (running.stop !== undefined) running.next = execution
+        return true
+      }
+      if (outcomes.some((outcome) => outcome.id === execution.id)) return true
+      const index = buffered.findIndex((e) => e.id === execution.id)
+      if (index < 0) return false
+      buffered[index] = execution
+      return true
+    }
     /**
      * After a failed claim (still marked in flight, so no other claim runs):
      * the claim may have committed with its reply lost. Whatever is leased to

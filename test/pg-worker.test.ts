@@ -21,6 +21,25 @@ const JobLive = Job.toLayer(({ n }) => Effect.succeed(n * 2))
 const workers = Effect.flatMap(Effect.service(SqlClient.SqlClient), (sql) =>
   Effect.map(sql<{ id: string }>`SELECT id FROM conductor.workers`, (rows) => rows.map((row) => row.id)))
 
+/**
+ * What lease recovery does to an execution whose worker it found dead, done
+ * at once and without a NOTIFY: the worker's lease row goes (even when just
+ * renewed), and the execution is pending again, its attempt used; or
+ * scheduled for much later, so that no claim takes it until the test says.
+ */
+const recoveredAsDead = (id: string, as: "pending" | "scheduled" = "pending") =>
+  Effect.flatMap(Effect.service(SqlClient.SqlClient), (sql) =>
+    Effect.map(
+      sql<{ id: string }>`WITH dead AS (
+        DELETE FROM conductor.workers
+        WHERE id = (SELECT lease_owner FROM conductor.executions WHERE id = ${id}) RETURNING id)
+      UPDATE conductor.executions
+      SET status = ${as}, lease_owner = NULL,
+          run_at = CASE WHEN ${as} = 'scheduled' THEN now() + interval '1 day' ELSE run_at END
+      WHERE id = ${id} AND lease_owner IN (SELECT id FROM dead) RETURNING id`,
+      (rows) => assert.strictEqual(rows.length, 1, "recovered")
+    ))
+
 /** No safety poll: only NOTIFY and timers can make these workers claim. */
 const noPoll = { pollInterval: "1 hour" } as const
 
@@ -339,6 +358,112 @@ layer(pgStack(), { excludeTestServices: true })("shutdown", (it) => {
         assert.strictEqual(info.attempts, 0)
       }
       assert.deepStrictEqual((yield* workers).filter((id) => !before.has(id)), [])
+    }))
+
+  it.effect("an execution its worker still runs after its lease lapsed unnoticed, claimed again by that worker, is not started twice", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const Slow = Task.make("slow-reclaimed", { payload: Schema.Struct({}), success: Schema.Number })
+      const Marker = Task.make("marker", { payload: Schema.Struct({}) })
+      let starts = 0
+      const started = yield* Deferred.make<void>()
+      const markerStarted = yield* Deferred.make<void>()
+      const gate = yield* Deferred.make<void>()
+      const handlers = Layer.mergeAll(
+        Slow.toLayer(() =>
+          Effect.andThen(
+            Effect.andThen(Effect.sync(() => ++starts), Deferred.succeed(started, undefined)),
+            Effect.andThen(Deferred.await(gate), Effect.sync(() => starts))
+          )),
+        Marker.toLayer(() => Deferred.succeed(markerStarted, undefined))
+      )
+      const id = yield* conductor.invoke(Slow, {})
+      const result = yield* withWorker(handlers, { ...noPoll, leaseDuration: "1 hour", heartbeatInterval: "30 minutes" }, Effect.gen(function*() {
+        yield* Deferred.await(started)
+        // The worker's lease lapses without its noticing (its next heartbeat
+        // is half an hour away) and is recovered. The marker's NOTIFY makes
+        // the worker claim: the execution again, and the marker in that claim
+        // or the next (claims go one at a time), so once the marker starts,
+        // the worker has taken in the claim of the execution.
+        yield* recoveredAsDead(id)
+        yield* conductor.invoke(Marker, {})
+        yield* Deferred.await(markerStarted)
+        assert.strictEqual((yield* conductor.get(id)).attempts, 2, "claimed again")
+        yield* Deferred.succeed(gate, undefined)
+        return yield* conductor.result(Slow, id)
+      })).pipe(Effect.timeout("20 seconds"))
+      assert.strictEqual(starts, 1, "the attempt still running went on under the new lease")
+      assert.strictEqual(result, 1)
+      const info = yield* conductor.get(id)
+      assert.strictEqual(info.status, "completed")
+      assert.strictEqual(info.attempts, 2, "the lapsed lease used up the first attempt")
+    }))
+
+  it.effect("an execution claimed again while its stale attempt is still being stopped starts again only once that attempt has ended", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const sql = yield* SqlClient.SqlClient
+      const Stubborn = Task.make("stubborn-reclaimed", { payload: Schema.Struct({}), success: Schema.Number })
+      const Marker = Task.make("marker-2", { payload: Schema.Struct({}) })
+      let starts = 0
+      let inFlight = 0
+      let mostAtOnce = 0
+      const started = yield* Deferred.make<void>()
+      const markerStarted = yield* Deferred.make<void>()
+      const gate = yield* Deferred.make<void>()
+      const handlers = Layer.mergeAll(
+        // The first attempt ignores interruption until the gate opens.
+        Stubborn.toLayer(() =>
+          Effect.suspend(() => {
+            const n = ++starts
+            mostAtOnce = Math.max(mostAtOnce, ++inFlight)
+            return Deferred.succeed(started, undefined).pipe(
+              Effect.andThen(n === 1 ? Effect.uninterruptible(Deferred.await(gate)) : Effect.void),
+              Effect.as(n),
+              Effect.ensuring(Effect.sync(() => inFlight--))
+            )
+          })),
+        Marker.toLayer(() => Deferred.succeed(markerStarted, undefined))
+      )
+      const id = yield* conductor.invoke(Stubborn, {})
+      // The heartbeat after the one that reported the lease lost: by then the worker has stopped (tried to) the attempt.
+      const lostSeen = yield* Deferred.make<void>()
+      const afterLost = yield* Deferred.make<void>()
+      const watchingHeartbeats = Layer.effect(
+        Store,
+        Effect.map(Effect.service(Store), (inner) =>
+          Store.of({
+            ...inner,
+            heartbeat: (workerId, ids, leaseMillis) =>
+              Effect.tap(
+                Effect.andThen(
+                  Effect.flatMap(Deferred.isDone(lostSeen), (seen) => seen ? Deferred.succeed(afterLost, undefined) : Effect.void),
+                  inner.heartbeat(workerId, ids, leaseMillis)
+                ),
+                (answer) => answer.lost.includes(id) ? Deferred.succeed(lostSeen, undefined) : Effect.void
+              )
+          }))
+      )
+      const result = yield* withWorker(handlers, { ...noPoll, leaseDuration: "1 hour", heartbeatInterval: "100 millis" }, Effect.gen(function*() {
+        yield* Deferred.await(started)
+        // Recovered, but held back for now: a claim in flight (the worker's
+        // second, answering the invoke's NOTIFY) must not take it yet. The
+        // next heartbeat finds the worker's lease gone.
+        yield* recoveredAsDead(id, "scheduled")
+        yield* Deferred.await(afterLost)
+        // Due now, and the marker's NOTIFY makes the worker claim both.
+        yield* sql`UPDATE conductor.executions SET status = 'pending', run_at = now() WHERE id = ${id}`
+        yield* conductor.invoke(Marker, {})
+        yield* Deferred.await(markerStarted)
+        assert.strictEqual(starts, 1, "not started again while the stale attempt runs")
+        yield* Deferred.succeed(gate, undefined)
+        return yield* conductor.result(Stubborn, id)
+      })).pipe(Effect.provide(watchingHeartbeats), Effect.timeout("20 seconds"))
+      assert.strictEqual(result, 2)
+      assert.strictEqual(mostAtOnce, 1, "never two attempts at once")
+      const info = yield* conductor.get(id)
+      assert.strictEqual(info.status, "completed")
+      assert.strictEqual(info.attempts, 2)
     }))
 
   it.effect("a worker's lease is one row while it runs, whatever it holds, and a clean shutdown removes it", () =>

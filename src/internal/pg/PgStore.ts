@@ -33,8 +33,12 @@ export interface PgStoreOptions {
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,39}$/
 
-const toStoreError = (operation: string) => (cause: SqlError) =>
-  new StoreError({ message: `${operation} failed: ${cause.message}`, cause })
+const toStoreError = (operation: string) => (cause: SqlError) => {
+  // The driver's message says where it failed ("Query failed"); its cause says why.
+  const why = (cause.reason as { readonly cause?: unknown }).cause
+  const detail = why instanceof Error && why.message !== cause.message ? `: ${why.message}` : ""
+  return new StoreError({ message: `${operation} failed: ${cause.message}${detail}`, cause })
+}
 
 /** Epoch ms of a timestamp; undefined for NULL and for 'infinity' (waiting without a deadline). */
 const ms = (value: unknown): number | undefined => {
