@@ -528,6 +528,9 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       })
     const writeOutcomes = (batch: ReadonlyArray<AttemptOutcome>) =>
       Effect.gen(function*() {
+        // The leases these outcomes end: a claim that takes one of them again
+        // meanwhile (see claimedAgain) keeps its own.
+        const leases = batch.map((outcome) => leased.get(outcome.id))
         yield* store.finish(workerId, batch).pipe(
           Effect.retry(retryWrites),
           Effect.andThen(Effect.sync(() => {
@@ -536,11 +539,11 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
           Effect.catch((error) =>
             Effect.andThen(
               warn(`writing ${batch.length} outcome(s) (their leases are given up)`)(error),
-              Effect.sync(() => batch.forEach((outcome) => abandoned.set(outcome.id, leased.get(outcome.id) ?? claims)))
+              Effect.sync(() => batch.forEach((outcome, i) => abandoned.set(outcome.id, leases[i] ?? claims)))
             )
           )
         )
-        for (const outcome of batch) release(outcome.id)
+        batch.forEach((outcome, i) => release(outcome.id, leases[i]))
       })
     /**
      * An execution this worker still holds under an earlier claim, taken
