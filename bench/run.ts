@@ -249,7 +249,14 @@ const markdown = (rep: { loadAverage: { atStart: number[] }; results: CaseResult
   }
   const targets = targetLines(rs, w1At)
   if (targets.length) out.push("### Targets (issue 5) for conductor", "", "| target | value | met |", "|---|---:|:---:|", ...targets, "")
-  out.push("### Settings", "", "Postgres: " + Object.entries(rep.postgres).map(([k, v]) => `${k}=${v}`).join(", "), "")
+  out.push(
+    "### Settings",
+    "",
+    "Postgres: " + Object.entries(rep.postgres).map(([k, v]) => `${k}=${v}`).join(", "),
+    "",
+    "Drains (W1, W4, W5): autovacuum off for every system's tables from set-up on; ANALYZE, then CHECKPOINT, before each.",
+    ""
+  )
   for (const [name, s] of Object.entries(rep.systems)) out.push(`- **${name}**: ${Object.entries(s as object).map(([k, v]) => `${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`).join("; ")}`)
   return out.join("\n")
 }

@@ -13,13 +13,12 @@
 //    insert's length: a process that idles for the 20 s of a million-row
 //    insert first had V8 shrink its heap meanwhile and then spent about 30% more
 //    CPU per job on a 20k drain, which W4 would have counted as the backlog's;
-//  * VACUUM ANALYZE of the database, then CHECKPOINT; then "go" is sent to every
-//    worker and the clock starts. The VACUUM (as pgbench runs before each test)
-//    settles the freshly inserted table: otherwise the autovacuum that a bulk
-//    insert of 100k or 1M rows triggers starts at some point of the next minute,
-//    inside one drain and outside another;
-//  * the drain ends when the workers' handlers have run for every job AND a query
-//    shows no due, uncompleted job left (completion committed), polled every 2 ms
+//  * ANALYZE of the database, then CHECKPOINT; then "go" is sent to every worker
+//    and the clock starts. Autovacuum is off for the system's tables from their
+//    set-up on (see setUp): see bench/README.md;
+//  * the drain ends when the workers' handlers have run for every job AND the
+//    workers say they have committed that many completions (or, for workers that
+//    cannot say, a query shows no due, uncompleted job left), polled every 2 ms
 //    once the handler count is reached.
 import pg from "pg"
 import type {
@@ -105,9 +104,25 @@ const insertJobs = async (a: QueueAdapter, dbUrl: string, n: number, runAt?: Dat
   return n / ((nowMs() - t0) / 1000)
 }
 
-/** the freshly inserted jobs vacuumed and analyzed, then a CHECKPOINT: the state every timed drain starts from */
+/**
+ * The system's schema, with autovacuum off for its tables: a bulk insert of
+ * 100k or a million rows triggers an autovacuum that otherwise starts at some
+ * moment of the next minute, inside one timed drain and not another.
+ */
+const setUp = async (a: QueueAdapter, dbUrl: string) => {
+  await a.setup(dbUrl)
+  await withClient(dbUrl, async (c) => {
+    const { rows } = await c.query<{ name: string }>(
+      `select format('%I.%I', schemaname, tablename) as name from pg_tables
+        where schemaname not in ('pg_catalog', 'information_schema')`
+    )
+    for (const { name } of rows) await c.query(`alter table ${name} set (autovacuum_enabled = off)`)
+  })
+}
+
+/** Statistics for the freshly inserted jobs (as autoanalyze would have them), then a CHECKPOINT. */
 const settle = async (ctx: BenchContext, dbUrl: string) => {
-  await withClient(dbUrl, (c) => c.query("vacuum (analyze)"))
+  await withClient(dbUrl, (c) => c.query("analyze"))
   await checkpoint(ctx.adminUrl)
 }
 
@@ -172,7 +187,7 @@ export const queueSystem = (a: QueueAdapter): BenchSystem => {
   const has = (w: "w1" | "w2" | "w4" | "w5") => !a.workloads || a.workloads.includes(w)
 
   const w1 = async (ctx: BenchContext, p: W1Params): Promise<W1Result> => {
-    await a.setup(ctx.dbUrl)
+    await setUp(a, ctx.dbUrl)
     const insertPerSec = await insertJobs(a, ctx.dbUrl, p.n)
     const workers = await spawnWorkers(ctx, a, "drain", p.processes)
     await settle(ctx, ctx.dbUrl)
@@ -226,7 +241,7 @@ export const queueSystem = (a: QueueAdapter): BenchSystem => {
 
   const w4 = async (ctx: BenchContext, p: W4Params): Promise<W4Result> => {
     // W4a: `backlog` runnable jobs, time the first `drain`
-    await a.setup(ctx.dbUrl)
+    await setUp(a, ctx.dbUrl)
     const backlogInsertPerSec = await insertJobs(a, ctx.dbUrl, p.backlog)
     let workers = await spawnWorkers(ctx, a, "drain", 1)
     await settle(ctx, ctx.dbUrl)
@@ -235,7 +250,7 @@ export const queueSystem = (a: QueueAdapter): BenchSystem => {
     // W4b: `backlog` sleeping jobs (due in an hour), then `runnable` runnable ones
     const db2 = await ctx.freshDatabase("sleeping")
     const ctx2 = { ...ctx, dbUrl: db2 }
-    await a.setup(db2)
+    await setUp(a, db2)
     await insertJobs(a, db2, p.backlog, new Date(Date.now() + 3600_000))
     await insertJobs(a, db2, p.runnable)
     workers = await spawnWorkers(ctx2, a, "drain", 1)
