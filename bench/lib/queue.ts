@@ -112,9 +112,10 @@ const insertJobs = async (a: QueueAdapter, dbUrl: string, n: number, runAt?: Dat
 const setUp = async (a: QueueAdapter, dbUrl: string) => {
   await a.setup(dbUrl)
   await withClient(dbUrl, async (c) => {
+    // Plain tables and partitions (a partitioned parent stores nothing, and takes no such setting).
     const { rows } = await c.query<{ name: string }>(
-      `select format('%I.%I', schemaname, tablename) as name from pg_tables
-        where schemaname not in ('pg_catalog', 'information_schema')`
+      `select c.oid::regclass::text as name from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where c.relkind = 'r' and n.nspname not in ('pg_catalog', 'information_schema')`
     )
     for (const { name } of rows) await c.query(`alter table ${name} set (autovacuum_enabled = off)`)
   })
