@@ -129,7 +129,7 @@ const settle = async (ctx: BenchContext, dbUrl: string) => {
 
 const TRACE = !!process.env.BENCH_TRACE
 
-/** go -> every handler ran (handler count) and the completions are committed (remaining query) */
+/** go -> every handler ran (handler count) and the completions are committed (the workers' counts, or the remaining query) */
 const timeDrain = async (a: QueueAdapter, ctx: BenchContext, workers: WorkerHandle[], target: number, remainingAtEnd: number) => {
   const c = new pg.Client({ connectionString: ctx.dbUrl })
   await c.connect()

@@ -163,9 +163,10 @@ for (const backend of backends) {
         const again = (yield* store.get(retried))!
         assert.strictEqual(again.status, "pending")
         assert.strictEqual(again.attempts, 1)
+        assert.match(again.error?._tag === "Defect" ? again.error.message : "", /attempt 1 gave its lease up/)
         const over = (yield* store.get(failed))!
         assert.strictEqual(over.status, "failed")
-        assert.match(over.error?._tag === "Defect" ? over.error.message : "", /last attempt \(1 of 1\)/)
+        assert.match(over.error?._tag === "Defect" ? over.error.message : "", /gave its lease up on the last attempt \(1 of 1\)/)
         assert.strictEqual((yield* store.get(kept))!.status, "running")
         assert.strictEqual(yield* store.abandon(a, [retried]), 0)
       }))

@@ -392,8 +392,8 @@ export const makeWithInspector: Effect.Effect<
       return { lost, cancelRequested }
     })
 
-  /** Ends the leases on `rows` as a dead worker's end (`expireLeases` in the SQL). */
-  const expireLeases = (rows: ReadonlyArray<Row>, t: number) => {
+  /** Ends the leases on `rows` as a dead worker's end (`expireLeases` in the SQL); `gaveUp`: by a live worker's word. */
+  const expireLeases = (rows: ReadonlyArray<Row>, t: number, gaveUp: boolean) => {
     if (rows.length === 0) unchanged()
     const queues: Array<string> = []
     const parents: Array<string | undefined> = []
@@ -405,15 +405,18 @@ export const makeWithInspector: Effect.Effect<
         setRunAt(row, t)
         row.lastError = {
           _tag: "Defect",
-          message: `the lease expired: the worker running attempt ${row.attempts} stopped heartbeating`
+          message: gaveUp
+            ? `the worker running attempt ${row.attempts} gave its lease up: it could not write the outcome or renew the lease in time`
+            : `the lease expired: the worker running attempt ${row.attempts} stopped heartbeating`
         }
         queues.push(row.queue)
       } else {
         const error: ErrorRecord = row.cancelReason === undefined
           ? {
             _tag: "Defect",
-            message:
-              `the lease expired on the last attempt (${row.attempts} of ${row.maxAttempts}): the worker stopped heartbeating`
+            message: gaveUp
+              ? `the worker gave its lease up on the last attempt (${row.attempts} of ${row.maxAttempts}): it could not write the outcome or renew the lease in time`
+              : `the lease expired on the last attempt (${row.attempts} of ${row.maxAttempts}): the worker stopped heartbeating`
           }
           : { _tag: "Cancelled", reason: row.cancelReason }
         moveToFinished(row, row.cancelReason === undefined ? "failed" : "cancelled", undefined, error, t)
@@ -435,12 +438,13 @@ export const makeWithInspector: Effect.Effect<
     for (const id of dead) workers.delete(id)
     return expireLeases(
       [...active.values()].filter((row) => row.status === "running" && row.leaseOwner !== undefined && dead.has(row.leaseOwner)),
-      t
+      t,
+      false
     )
   })
 
   const abandon: StoreService["abandon"] = (workerId, ids) =>
-    write((t) => expireLeases(ids.flatMap((id) => owned(workerId, id) ?? []), t))
+    write((t) => expireLeases(ids.flatMap((id) => owned(workerId, id) ?? []), t, true))
 
   const retireWorker: StoreService["retireWorker"] = (workerId) =>
     read(() => {

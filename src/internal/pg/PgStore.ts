@@ -391,7 +391,7 @@ export const make = (
         const [row] = yield* runPlanned<{ touched: number; queues: Array<string>; finished: number }>(
           operation,
           Q.expireLeases,
-          [uuids(owners), ids === null ? null : uuids(ids)]
+          [uuids(owners), ids === null ? null : uuids(ids), ids !== null]
         )
         yield* sql.afterCommit(Effect.andThen(
           signalQueues(row?.queues),

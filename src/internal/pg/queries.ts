@@ -228,7 +228,8 @@ export const queries = (S: string) => ({
 
   /**
    * Ends leases as a dead worker's end: the executions leased to one of $1
-   * (of $2 when given; all of theirs otherwise, by a sequential scan) become
+   * (of $2 when given, the ones a live worker gave up, $3 true; all of theirs
+   * otherwise, by a sequential scan) become
    * runnable again while attempts remain, and fail for good otherwise (the
    * attempt counted at claim stays used, so work that kills its workers still
    * ends). A cancel requested of such an execution finishes it as cancelled.
@@ -243,8 +244,9 @@ export const queries = (S: string) => ({
     ), retried AS (
       UPDATE ${S}.executions e
       SET status = 'pending', lease_owner = NULL, run_at = now(), updated_at = now(),
-          last_error = jsonb_build_object('_tag', 'Defect', 'message',
-            'the lease expired: the worker running attempt ' || e.attempts || ' stopped heartbeating')
+          last_error = jsonb_build_object('_tag', 'Defect', 'message', CASE WHEN $3::boolean
+            THEN 'the worker running attempt ' || e.attempts || ' gave its lease up: it could not write the outcome or renew the lease in time'
+            ELSE 'the lease expired: the worker running attempt ' || e.attempts || ' stopped heartbeating' END)
       WHERE e.id = ANY (ARRAY(SELECT id FROM expired)) AND e.attempts < e.max_attempts AND e.cancel_reason IS NULL
       RETURNING e.queue
     ), done AS (
@@ -254,8 +256,9 @@ export const queries = (S: string) => ({
     ), moved AS (
       INSERT INTO ${S}.finished_executions (${finishedColumns})
       SELECT id, task, queue, CASE WHEN cancel_reason IS NULL THEN 'failed' ELSE 'cancelled' END, priority, payload, NULL,
-             CASE WHEN cancel_reason IS NULL THEN jsonb_build_object('_tag', 'Defect', 'message',
-               'the lease expired on the last attempt (' || attempts || ' of ' || max_attempts || '): the worker stopped heartbeating')
+             CASE WHEN cancel_reason IS NULL THEN jsonb_build_object('_tag', 'Defect', 'message', CASE WHEN $3::boolean
+               THEN 'the worker gave its lease up on the last attempt (' || attempts || ' of ' || max_attempts || '): it could not write the outcome or renew the lease in time'
+               ELSE 'the lease expired on the last attempt (' || attempts || ' of ' || max_attempts || '): the worker stopped heartbeating' END)
              ELSE jsonb_build_object('_tag', 'Cancelled', 'reason', cancel_reason) END,
              attempts, max_attempts, dedupe_key, parent_id, parent_step, created_at, started_at,
              ${expiresAt(S, "CASE WHEN done.cancel_reason IS NULL THEN 'failed' ELSE 'cancelled' END", "done.task")}
