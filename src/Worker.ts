@@ -89,6 +89,8 @@ interface RunControl {
   fiber: Fiber.Fiber<unknown, unknown> | undefined
   /** The claim whose lease this attempt runs under (see `leased`). */
   claim: number
+  /** That claim's execution: its attempt number decides a retry. */
+  claimed: ClaimedExecution
   /**
    * The execution taken again by a later claim while this attempt was being
    * stopped: started once this one ends without an outcome of its own.
@@ -336,7 +338,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         const task = registered.task
         control.fiber = fiber
         // Stopped between dispatch and start: the handler never runs.
-        if (control.stop !== undefined) return settle(claimed, control, outcomeOf(claimed, task, Exit.interrupt(), control.stop))
+        if (control.stop !== undefined) return settle(claimed, control, outcomeOf(control.claimed, task, Exit.interrupt(), control.stop))
         const decoded = decodeJsonExit(task.codecs.payload, claimed.payload)
         if (Exit.isFailure(decoded)) {
           // A stored payload that no longer decodes fails for good, once.
@@ -352,7 +354,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         }
         return Effect.flatMap(Effect.exit(Effect.interruptible(attempt(claimed, registered, decoded.value))), (exit) => {
           execution.abort?.abort()
-          const outcome = outcomeOf(claimed, task, exit, control.stop)
+          const outcome = outcomeOf(control.claimed, task, exit, control.stop)
           // A task that keeps no completed executions: its store may delete this one outright.
           return settle(
             claimed,
@@ -372,7 +374,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
      */
     const start = (claimed: ClaimedExecution, later: boolean) => {
       // In `runs` from now on, so stops and shutdown see it before its fiber starts.
-      const control: RunControl = { stop: undefined, fiber: undefined, claim: leased.get(claimed.id) ?? claims, next: undefined }
+      const control: RunControl = { stop: undefined, fiber: undefined, claim: leased.get(claimed.id) ?? claims, claimed, next: undefined }
       runs.set(claimed.id, control)
       const registered = registry.get(claimed.task)!
       const execution = new AttemptExecution(claimed, interpreterFor)
@@ -551,8 +553,9 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
      * lease recovery put it back, and this worker's next claim took it.
      * Starting it again would run it twice at once, and both outcomes would
      * pass the fence (same worker). Instead, what this worker has of it
-     * carries on under the new lease: an attempt still running ends it (one
-     * being stopped for a lost lease is started again once it has ended), an
+     * carries on under the new lease: an attempt still running ends it, as
+     * the attempt the claim counted (one being stopped for a lost lease is
+     * started again once it has ended), an
      * outcome not yet sent is written under it, a buffered claim of it is
      * replaced. True when so; false when its outcome is being written already
      * (which lands first is unknown): then it starts again, and the later
@@ -562,6 +565,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       const running = runs.get(execution.id)
       if (running !== undefined) {
         running.claim = claims
+        running.claimed = execution
         if (running.stop !== undefined) running.next = execution
         return true
       }

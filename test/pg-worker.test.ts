@@ -14,6 +14,8 @@ import { holdRow } from "./support/locks.ts"
 import { listening, workFor } from "./support/signals.ts"
 import { pgStack, withWorker } from "./support/stack.ts"
 
+class Rejected extends Schema.TaggedError<Rejected>()("Rejected", { reason: Schema.String }) {}
+
 const Job = Task.make("job", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number })
 const JobLive = Job.toLayer(({ n }) => Effect.succeed(n * 2))
 
@@ -360,10 +362,11 @@ layer(pgStack(), { excludeTestServices: true })("shutdown", (it) => {
       assert.deepStrictEqual((yield* workers).filter((id) => !before.has(id)), [])
     }))
 
-  it.effect("an execution its worker still runs after its lease lapsed unnoticed, claimed again by that worker, is not started twice", () =>
+  it.effect("an execution its worker still runs after its lease lapsed unnoticed, claimed again by that worker, is not started twice, and its attempt counts as the new claim's", () =>
     Effect.gen(function*() {
       const conductor = yield* Conductor
-      const Slow = Task.make("slow-reclaimed", { payload: Schema.Struct({}), success: Schema.Number })
+      // Fails, with two attempts allowed: the attempt that carries on is the second.
+      const Slow = Task.make("slow-reclaimed", { payload: Schema.Struct({}), error: Rejected, maxAttempts: 2 })
       const Marker = Task.make("marker", { payload: Schema.Struct({}) })
       let starts = 0
       const started = yield* Deferred.make<void>()
@@ -373,7 +376,7 @@ layer(pgStack(), { excludeTestServices: true })("shutdown", (it) => {
         Slow.toLayer(() =>
           Effect.andThen(
             Effect.andThen(Effect.sync(() => ++starts), Deferred.succeed(started, undefined)),
-            Effect.andThen(Deferred.await(gate), Effect.sync(() => starts))
+            Effect.andThen(Deferred.await(gate), Effect.suspend(() => Effect.fail(new Rejected({ reason: `start ${starts}` }))))
           )),
         Marker.toLayer(() => Deferred.succeed(markerStarted, undefined))
       )
@@ -390,12 +393,13 @@ layer(pgStack(), { excludeTestServices: true })("shutdown", (it) => {
         yield* Deferred.await(markerStarted)
         assert.strictEqual((yield* conductor.get(id)).attempts, 2, "claimed again")
         yield* Deferred.succeed(gate, undefined)
-        return yield* conductor.result(Slow, id)
+        return yield* Effect.flip(conductor.result(Slow, id))
       })).pipe(Effect.timeout("20 seconds"))
       assert.strictEqual(starts, 1, "the attempt still running went on under the new lease")
-      assert.strictEqual(result, 1)
+      assert.instanceOf(result, Rejected)
+      assert.strictEqual((result as Rejected).reason, "start 1")
       const info = yield* conductor.get(id)
-      assert.strictEqual(info.status, "completed")
+      assert.strictEqual(info.status, "failed", "its failure was the last attempt's: no retry")
       assert.strictEqual(info.attempts, 2, "the lapsed lease used up the first attempt")
     }))
 
