@@ -338,11 +338,11 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         const task = registered.task
         control.fiber = fiber
         // Stopped between dispatch and start: the handler never runs.
-        if (control.stop !== undefined) return settle(claimed, control, outcomeOf(control.claimed, task, Exit.interrupt(), control.stop))
+        if (control.stop !== undefined) return settle(control, outcomeOf(control.claimed, task, Exit.interrupt(), control.stop))
         const decoded = decodeJsonExit(task.codecs.payload, claimed.payload)
         if (Exit.isFailure(decoded)) {
           // A stored payload that no longer decodes fails for good, once.
-          return settle(claimed, control, {
+          return settle(control, {
             _tag: "Failed",
             id: claimed.id,
             error: {
@@ -357,7 +357,6 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
           const outcome = outcomeOf(control.claimed, task, exit, control.stop)
           // A task that keeps no completed executions: its store may delete this one outright.
           return settle(
-            claimed,
             control,
             outcome?._tag === "Completed" && task.retention.completedMillis === 0
               ? { ...outcome, discard: { steps: execution.mayHaveSteps } }
@@ -387,8 +386,9 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     }
 
     /** After the handler: free the slot, start what waits for it, hand the outcome to the exchange loop. */
-    const settle = (claimed: ClaimedExecution, control: RunControl, outcome: AttemptOutcome | undefined): Effect.Effect<void> => {
-      if (runs.get(claimed.id) === control) runs.delete(claimed.id)
+    const settle = (control: RunControl, outcome: AttemptOutcome | undefined): Effect.Effect<void> => {
+      const id = control.claimed.id
+      if (runs.get(id) === control) runs.delete(id)
       free++
       if (stopping && runs.size === 0) Deferred.doneUnsafe(runsEnded, Effect.void)
       if (backlog && !stopping && buffered.length < config.concurrency) want()
@@ -397,10 +397,10 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
           buffered.unshift(control.next)
           return dispatch
         }
-        outcome = { _tag: "Released", id: claimed.id }
+        outcome = { _tag: "Released", id }
       }
       if (outcome === undefined) {
-        release(claimed.id, control.claim)
+        release(id, control.claim)
         return dispatch
       }
       offerOutcome(outcome)
@@ -555,11 +555,10 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
      * pass the fence (same worker). Instead, what this worker has of it
      * carries on under the new lease: an attempt still running ends it, as
      * the attempt the claim counted (one being stopped for a lost lease is
-     * started again once it has ended), an
-     * outcome not yet sent is written under it, a buffered claim of it is
-     * replaced. True when so; false when its outcome is being written already
-     * (which lands first is unknown): then it starts again, and the later
-     * outcome is fenced off.
+     * started again once it has ended), an outcome not yet sent is written
+     * under it, a buffered claim of it is replaced. True when so; false when
+     * its outcome is being written already (which lands first is unknown):
+     * then it starts again, and the later outcome is fenced off.
      */
     const claimedAgain = (execution: ClaimedExecution): boolean => {
       const running = runs.get(execution.id)
