@@ -137,6 +137,8 @@ class AttemptExecution implements Context.Service.Shape<typeof Execution> {
 
 /** Exchange statements a worker keeps in flight at most (see the exchange loop). */
 const exchanges = 2
+/** Handlers that end at once, started one inside another, before the next starts on the next tick (see dispatch). */
+const maxChainDepth = 100
 /** How soon a due execution that was locked during promotion is looked at again. */
 const skippedRetryMillis = 20
 /** How often a worker deletes expired finished executions (see `Task.Retention`), and how many per statement. */
@@ -433,12 +435,22 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       // fiber, so a whole buffer can run in one synchronous stretch. Once half
       // a batch of outcomes waits, new fibers start on the next tick instead:
       // an exchange loop gets to send those outcomes (and claim more) while
-      // the rest of the buffer runs.
-      while (free > 0 && buffered.length > 0 && !stopping) {
-        free--
-        start(buffered.shift()!, outcomes.length >= flushAt)
+      // the rest of the buffer runs. That stretch is a chain of nested calls
+      // (each fiber starts the next inside its own run), so past
+      // `maxChainDepth` links the next fiber starts on the next tick too: a
+      // claim of a few thousand overflowed the stack.
+      chainDepth++
+      try {
+        while (free > 0 && buffered.length > 0 && !stopping) {
+          free--
+          start(buffered.shift()!, outcomes.length >= flushAt || chainDepth >= maxChainDepth)
+        }
+      } finally {
+        chainDepth--
       }
     })
+    /** Nested dispatches on the stack now (see dispatch). */
+    let chainDepth = 0
     const capacity = config.concurrency + config.prefetch
     /** Outcomes waiting that make dispatch yield to the exchange loops (see dispatch). */
     const flushAt = Math.max(1, Math.ceil(Math.min(capacity, config.claimBatch) / 2))

@@ -200,6 +200,31 @@ for (const backend of backends) {
         )
       }))
 
+    it.effect("a claim of thousands whose handlers end at once: every one runs and is written back", () =>
+      Effect.gen(function*() {
+        // Each handler that ends at once starts the next from its own fiber,
+        // synchronously: a batch this size once ran as one chain of nested
+        // calls, overflowed the stack and left the worker stuck.
+        const queue = unique("q")
+        const n = 5000
+        const Quick = Task.make(unique("quick"), { queue, payload: Schema.Struct({ i: Schema.Number }) })
+        const conductor = yield* Conductor
+        yield* conductor.invokeMany(Quick, Array.from({ length: n }, (_, i) => ({ payload: { i } })))
+        let ran = 0
+        const allRan = yield* Deferred.make<void>()
+        const handlers = Quick.toLayer(() => Effect.suspend(() => ++ran === n ? Deferred.done(allRan, Exit.void) : Effect.void))
+        const scope = yield* Scope.make()
+        const context = yield* Layer.buildWithScope(
+          Layer.provide(Worker.layer({ queue, concurrency: 4, prefetch: n - 4, claimBatch: n }), handlers),
+          scope
+        )
+        const worker = Context.get(context, Worker)
+        yield* backend.settle(Deferred.await(allRan).pipe(Effect.timeout("10 seconds")))
+        yield* backend.settle(Scope.close(scope, Exit.void))
+        assert.strictEqual(ran, n)
+        assert.strictEqual(yield* worker.committed, n)
+      }))
+
     it.effect("delay and runAt: not run early, run after", () =>
       Effect.gen(function*() {
         const queue = unique("q")
