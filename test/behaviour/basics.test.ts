@@ -215,12 +215,16 @@ for (const backend of backends) {
         const handlers = Quick.toLayer(() => Effect.suspend(() => ++ran === n ? Deferred.done(allRan, Exit.void) : Effect.void))
         const scope = yield* Scope.make()
         const context = yield* Layer.buildWithScope(
-          Layer.provide(Worker.layer({ queue, concurrency: 4, prefetch: n - 4, claimBatch: n }), handlers),
+          Layer.provide(
+            Worker.layer({ queue, concurrency: 4, prefetch: n - 4, claimBatch: n, shutdownGrace: "1 second" }),
+            handlers
+          ),
           scope
         )
         const worker = Context.get(context, Worker)
-        yield* backend.settle(Deferred.await(allRan).pipe(Effect.timeout("10 seconds")))
+        const waited = yield* backend.settle(Effect.exit(Effect.timeout(Deferred.await(allRan), "10 seconds")))
         yield* backend.settle(Scope.close(scope, Exit.void))
+        assert.isTrue(Exit.isSuccess(waited), `every handler ran (${ran} of ${n} did)`)
         assert.strictEqual(ran, n)
         assert.strictEqual(yield* worker.committed, n)
       }))
