@@ -91,6 +91,8 @@ interface RunControl {
   claim: number
   /** That claim's execution: its attempt number decides a retry. */
   claimed: ClaimedExecution
+  /** The attempt's `Execution` service, as the handler sees it. */
+  readonly execution: AttemptExecution
   /**
    * The execution taken again by a later claim while this attempt was being
    * stopped: started once this one ends without an outcome of its own.
@@ -105,15 +107,16 @@ interface RunControl {
 class AttemptExecution implements Context.Service.Shape<typeof Execution> {
   readonly id: string
   readonly task: string
-  readonly attempt: number
+  /** The claim's attempt number; a later claim this attempt carries on under changes it (see adopt). */
+  attempt: number
   readonly maxAttempts: number
   readonly parentId: string | undefined
   /** Created when the handler first reads `signal`; aborted when the attempt ends. */
   abort: AbortController | undefined
   private interpreter: Interpreter | undefined
   private readonly claimed: ClaimedExecution
-  private readonly makeOps: (claimed: ClaimedExecution) => Interpreter
-  constructor(claimed: ClaimedExecution, makeOps: (claimed: ClaimedExecution) => Interpreter) {
+  private readonly makeOps: (execution: AttemptExecution) => Interpreter
+  constructor(claimed: ClaimedExecution, makeOps: (execution: AttemptExecution) => Interpreter) {
     this.claimed = claimed
     this.makeOps = makeOps
     this.id = claimed.id
@@ -127,7 +130,15 @@ class AttemptExecution implements Context.Service.Shape<typeof Execution> {
     return this.abort.signal
   }
   get ops(): Interpreter {
-    return this.interpreter ??= this.makeOps(this.claimed)
+    return this.interpreter ??= this.makeOps(this)
+  }
+  /** The execution's first claim: it has no recorded steps yet. */
+  get fresh(): boolean {
+    return this.claimed.fresh
+  }
+  /** Goes on as the attempt a later claim of the same execution counted (see claimedAgain). */
+  adopt(claimed: ClaimedExecution): void {
+    this.attempt = claimed.attempt
   }
   /** Whether the execution may have step records: from an earlier attempt, or from this one's durable operations. */
   get mayHaveSteps(): boolean {
@@ -275,19 +286,22 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
 
     // --- one attempt -------------------------------------------------------
     /** The interpreter of one attempt's durable operations. */
-    const interpreterFor = (claimed: ClaimedExecution) =>
+    const interpreterFor = (execution: AttemptExecution) =>
       makeInterpreter({
-        executionId: claimed.id,
-        attempt: claimed.attempt,
-        fresh: claimed.fresh,
+        executionId: execution.id,
+        // Read at each record: an attempt that carries on under a later claim records that claim's number.
+        get attempt() {
+          return execution.attempt
+        },
+        fresh: execution.fresh,
         store,
-        recordStep: (record) => recordStep({ executionId: claimed.id, record }),
+        recordStep: (record) => recordStep({ executionId: execution.id, record }),
         startChild: (child): Effect.Effect<ChildRecord | CancelRequested | undefined, StoreError> => startChild(child),
         now: storeNow,
         inlineSleepMillis: config.inlineSleepMillis,
-        suspend: (until) => stop(claimed.id, { _tag: "Suspend", until }),
-        leaseLost: Effect.andThen(stop(claimed.id, { _tag: "Lost" }), Effect.never),
-        cancelled: (reason) => Effect.andThen(stop(claimed.id, { _tag: "Cancel", reason }), Effect.never)
+        suspend: (until) => stop(execution.id, { _tag: "Suspend", until }),
+        leaseLost: Effect.andThen(stop(execution.id, { _tag: "Lost" }), Effect.never),
+        cancelled: (reason) => Effect.andThen(stop(execution.id, { _tag: "Cancel", reason }), Effect.never)
       })
     /**
      * The services a handler runs with: this worker's, then those of the layer
@@ -375,10 +389,17 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
      */
     const start = (claimed: ClaimedExecution, later: boolean) => {
       // In `runs` from now on, so stops and shutdown see it before its fiber starts.
-      const control: RunControl = { stop: undefined, fiber: undefined, claim: leased.get(claimed.id) ?? claims, claimed, next: undefined }
+      const execution = new AttemptExecution(claimed, interpreterFor)
+      const control: RunControl = {
+        stop: undefined,
+        fiber: undefined,
+        claim: leased.get(claimed.id) ?? claims,
+        claimed,
+        execution,
+        next: undefined
+      }
       runs.set(claimed.id, control)
       const registered = registry.get(claimed.task)!
-      const execution = new AttemptExecution(claimed, interpreterFor)
       const effect = execute(claimed, registered, control, execution)
       // The fiber is uninterruptible but for the handler (see execute).
       Effect.runForkWith(Context.add(contextOf(registered), Execution, execution))(
@@ -577,6 +598,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       if (running !== undefined) {
         running.claim = claims
         running.claimed = execution
+        running.execution.adopt(execution)
         if (running.stop !== undefined) running.next = execution
         return true
       }

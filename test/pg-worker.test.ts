@@ -374,10 +374,17 @@ layer(pgStack(), { excludeTestServices: true })("shutdown", (it) => {
       const gate = yield* Deferred.make<void>()
       const handlers = Layer.mergeAll(
         Slow.toLayer(() =>
-          Effect.andThen(
-            Effect.andThen(Effect.sync(() => ++starts), Deferred.succeed(started, undefined)),
-            Effect.andThen(Deferred.await(gate), Effect.suspend(() => Effect.fail(new Rejected({ reason: `start ${starts}` }))))
-          )),
+          Effect.gen(function*() {
+            const execution = yield* Durable.execution
+            const attemptAtStart = execution.attempt
+            ++starts
+            yield* Durable.step("1 before", Effect.succeed(1))
+            yield* Deferred.succeed(started, undefined)
+            yield* Deferred.await(gate)
+            // What it records from now on is the new claim's attempt too.
+            yield* Durable.step("2 after", Effect.succeed(2))
+            return yield* new Rejected({ reason: `start ${starts}, attempt ${attemptAtStart} then ${execution.attempt}` })
+          })),
         Marker.toLayer(() => Deferred.succeed(markerStarted, undefined))
       )
       const id = yield* conductor.invoke(Slow, {})
@@ -397,10 +404,13 @@ layer(pgStack(), { excludeTestServices: true })("shutdown", (it) => {
       })).pipe(Effect.timeout("20 seconds"))
       assert.strictEqual(starts, 1, "the attempt still running went on under the new lease")
       assert.instanceOf(result, Rejected)
-      assert.strictEqual((result as Rejected).reason, "start 1")
+      assert.strictEqual((result as Rejected).reason, "start 1, attempt 1 then 2", "its Execution shows the new claim's attempt")
       const info = yield* conductor.get(id)
       assert.strictEqual(info.status, "failed", "its failure was the last attempt's: no retry")
       assert.strictEqual(info.attempts, 2, "the lapsed lease used up the first attempt")
+      const sql = yield* SqlClient.SqlClient
+      const steps = yield* sql<{ attempt: number }>`SELECT attempt FROM conductor.steps WHERE execution_id = ${id} ORDER BY name`
+      assert.deepStrictEqual(steps.map((row) => row.attempt), [1, 2], "a step recorded after the new claim names its attempt")
     }))
 
   it.effect("an execution claimed again while its stale attempt is still being stopped starts again only once that attempt has ended", () =>
