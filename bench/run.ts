@@ -206,9 +206,9 @@ const markdown = (rep: { loadAverage: { atStart: number[] }; results: CaseResult
   out.push("")
   if (by("w1").length) {
     out.push("### W1 burn-down (no-op jobs inserted in bulk, then drained)", "")
-    out.push("| system | jobs | worker processes | insert jobs/s | drain jobs/s | worker peak RSS MB | worker CPU µs/job (main thread) | Postgres CPU µs/job |", "|---|---:|---:|---:|---:|---:|---:|---:|")
+    out.push("| system | jobs | worker processes | insert jobs/s | drain jobs/s | first job ms | second half jobs/s | worker peak RSS MB | worker CPU µs/job (main thread) | Postgres CPU µs/job |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for (const r of by("w1"))
-      out.push(`| ${r.system}${err(r)} | ${fmt(r.params.n)} | ${r.params.processes} | ${fmt(r.median.insertPerSec)} | ${fmt(r.median.drainPerSec)} | ${fmt(r.median.workerPeakRssMB)} | ${fmt(r.median.workerCpuUsPerJob)} (${fmt(r.median.workerMainThreadCpuUsPerJob)}) | ${fmt(r.median.pgCpuUsPerJob)} |`)
+      out.push(`| ${r.system}${err(r)} | ${fmt(r.params.n)} | ${r.params.processes} | ${fmt(r.median.insertPerSec)} | ${fmt(r.median.drainPerSec)} | ${fmt(r.median.firstJobMs)} | ${fmt(r.median.secondHalfPerSec)} | ${fmt(r.median.workerPeakRssMB)} | ${fmt(r.median.workerCpuUsPerJob)} (${fmt(r.median.workerMainThreadCpuUsPerJob)}) | ${fmt(r.median.pgCpuUsPerJob)} |`)
     out.push("")
   }
   if (by("w2").length) {

@@ -8,7 +8,7 @@
 //   parent -> child  { type: "init", module, dbUrl, options }
 //   child  -> parent { type: "ready" }            module imported, connections warm, NOT consuming
 //   parent -> child  { type: "go" }               start consuming now (the timed part starts here)
-//   child  -> parent { type: "progress", handled } coalesced every <= 5 ms while jobs run
+//   child  -> parent { type: "progress", handled, firstAt } coalesced every <= 5 ms while jobs run (firstAt: hrtime of the first handler, as a string)
 //   child  -> parent { type: "finished", result }  the module's start() resolved (run-to-completion modules)
 //   parent -> child  { type: "committed?" }
 //   child  -> parent { type: "committed", n }     jobs whose completion this worker has committed (null: not known)
@@ -44,7 +44,8 @@ export interface WorkerHandle {
   /** jobs whose handler ran, as last reported by the child */
   readonly handled: number
   go(): void
-  onProgress(listener: (handled: number) => void): void
+  /** `firstAt`: process.hrtime.bigint() when this worker's first handler started, once one has */
+  onProgress(listener: (handled: number, firstAt: bigint | undefined) => void): void
   /** jobs whose completion this worker has committed, when the worker module says (see worker-host.ts) */
   committed(): Promise<number | null>
   /** resolves with the value the module's start() resolved with */
@@ -74,7 +75,7 @@ export const makeSpawner = (node: string, onSpawn: (h: WorkerHandle) => void): S
     })
     let handled = 0
     let ready = false
-    const progress: Array<(n: number) => void> = []
+    const progress: Array<(n: number, firstAt: bigint | undefined) => void> = []
     const committedAnswers: Array<(n: number | null) => void> = []
     let onFinished: { resolve: (v: unknown) => void; reject: (e: Error) => void } | undefined
     let finishedValue: { value: unknown } | undefined
@@ -95,7 +96,7 @@ export const makeSpawner = (node: string, onSpawn: (h: WorkerHandle) => void): S
           break
         case "progress":
           handled = m.handled
-          for (const l of progress) l(handled)
+          for (const l of progress) l(handled, m.firstAt === undefined ? undefined : BigInt(m.firstAt))
           break
         case "committed":
           committedAnswers.shift()?.(m.n)

@@ -139,10 +139,17 @@ const timeDrain = async (a: QueueAdapter, ctx: BenchContext, workers: WorkerHand
     let notify: () => void = () => {}
     const counts = workers.map(() => 0)
     let t0 = 0
+    // Warm-up, for every system alike: when the first handler started, and
+    // the rate over the second half of the jobs (from the report that first
+    // counts half of them handled to the drain's end).
+    let firstAt: number | undefined
+    let half: { at: number; handled: number } | undefined
     workers.forEach((w, i) =>
-      w.onProgress((n) => {
+      w.onProgress((n, first) => {
         counts[i] = n
         handled = counts.reduce((x, y) => x + y, 0)
+        if (first !== undefined) firstAt = Math.min(firstAt ?? Infinity, Number(first) / 1e6)
+        if (half === undefined && handled >= target / 2) half = { at: nowMs(), handled }
         if (TRACE) trace.push([nowMs() - t0, handled])
         if (handled >= target) notify()
       })
@@ -165,7 +172,10 @@ const timeDrain = async (a: QueueAdapter, ctx: BenchContext, workers: WorkerHand
       return (await a.remaining(c)) <= remainingAtEnd
     }
     await waitUntil("completions to commit", committed, 2)
-    const seconds = (nowMs() - t0) / 1000
+    const end = nowMs()
+    const seconds = (end - t0) / 1000
+    const firstJobMs = firstAt === undefined ? undefined : firstAt - t0
+    const secondHalfPerSec = half === undefined || end <= half.at ? undefined : (target - half.handled) / ((end - half.at) / 1000)
     if (TRACE) console.error(`trace n=${target} procs=${workers.length}: ` + trace.filter((_, k) => k % 4 === 0).map(([t, h]) => `${t.toFixed(0)}:${h}`).join(" ") + ` end ${(seconds * 1000).toFixed(0)}`)
     // CPU spent during the drain, per job: the worker processes', and the local
     // Postgres server's (all its processes; includes this runner's polling).
@@ -173,7 +183,7 @@ const timeDrain = async (a: QueueAdapter, ctx: BenchContext, workers: WorkerHand
     const workerMainThreadCpuUsPerJob =
       ((workers.reduce((sum, w) => sum + mainThreadCpuMsOf(w.pid), 0) - workerMainCpu0) * 1000) / target
     const pgCpuUsPerJob = ((postgresCpuMs() - pgCpu0) * 1000) / target
-    return { seconds, workerCpuUsPerJob, workerMainThreadCpuUsPerJob, pgCpuUsPerJob }
+    return { seconds, firstJobMs, secondHalfPerSec, workerCpuUsPerJob, workerMainThreadCpuUsPerJob, pgCpuUsPerJob }
   } finally {
     await c.end()
   }
@@ -192,11 +202,13 @@ export const queueSystem = (a: QueueAdapter): BenchSystem => {
     const insertPerSec = await insertJobs(a, ctx.dbUrl, p.n)
     const workers = await spawnWorkers(ctx, a, "drain", p.processes)
     await settle(ctx, ctx.dbUrl)
-    const { seconds, workerCpuUsPerJob, workerMainThreadCpuUsPerJob, pgCpuUsPerJob } = await timeDrain(a, ctx, workers, p.n, 0)
+    const { seconds, firstJobMs, secondHalfPerSec, workerCpuUsPerJob, workerMainThreadCpuUsPerJob, pgCpuUsPerJob } = await timeDrain(a, ctx, workers, p.n, 0)
     const { peakRssMB } = await stopAll(workers)
     return {
       insertPerSec,
       drainPerSec: p.n / seconds,
+      firstJobMs,
+      secondHalfPerSec,
       workerPeakRssMB: peakRssMB,
       workerCpuUsPerJob,
       workerMainThreadCpuUsPerJob,

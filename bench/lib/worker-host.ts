@@ -31,14 +31,17 @@ export type WorkerFactory = (ctx: WorkerContext) => Promise<Worker>
 
 const send = (m: unknown) => process.send?.(m)
 let handled = 0
+/** process.hrtime.bigint() when the first handler of this process started (CLOCK_MONOTONIC, comparable across processes) */
+let firstAt: bigint | undefined
 const latencies: number[] = []
 let progressTimer: NodeJS.Timeout | undefined
 const flush = () => {
   progressTimer = undefined
-  send({ type: "progress", handled })
+  send({ type: "progress", handled, firstAt: firstAt?.toString() })
 }
 const onJob = (payload: unknown) => {
   const now = process.hrtime.bigint()
+  firstAt ??= now
   handled++
   const t = (payload as { t?: unknown } | null)?.t
   if (typeof t === "string") latencies.push(Number(now - BigInt(t)) / 1e6)

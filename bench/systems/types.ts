@@ -46,6 +46,10 @@ export interface W5Params {
 export interface W1Result {
   readonly insertPerSec: number
   readonly drainPerSec: number
+  /** ms from "go" to the first handler's start in any worker process: the workers' start-up */
+  readonly firstJobMs?: number
+  /** jobs/s over the second half of the jobs (from the first progress report counting half of them handled to the drain's end): the rate once warm */
+  readonly secondHalfPerSec?: number
   /** peak RSS (MB) of the largest worker process during the run */
   readonly workerPeakRssMB?: number
   /** CPU µs per job during the drain: all worker processes together, and the local Postgres server */
