@@ -192,6 +192,59 @@ layer(pgStack(), { excludeTestServices: true })("a claim whose reply is lost", (
     }))
 })
 
+layer(pgStack(), { excludeTestServices: true })("a claim that fails after the worker gave a lease up", (it) => {
+  it.effect("does not give the attempt back: the lease ends as an expired one, the attempt used", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const started = yield* Deferred.make<void>()
+      const interrupted = yield* Deferred.make<void>()
+      const lookedAfter = yield* Deferred.make<void>()
+      let calls = 0
+      const Stubborn = Task.make("stubborn-orphan", { payload: Schema.Struct({}), success: Schema.Number })
+      // The first attempt runs until interrupted; the next one completes.
+      const StubbornLive = Stubborn.toLayer(() =>
+        ++calls > 1 ? Effect.succeed(calls) : Effect.andThen(Deferred.succeed(started, undefined), Effect.never).pipe(
+          Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined))
+        )
+      )
+      // While "down", heartbeats and claims fail as if the database were out
+      // of reach; the failed claims' look for orphans gets through.
+      let down = false
+      let gaveUp = false
+      const flaky = Layer.effect(
+        Store,
+        Effect.map(Effect.service(Store), (store) => {
+          const unreachable = Effect.fail(new StoreError({ message: "database unreachable", cause: undefined }))
+          return Store.of({
+            ...store,
+            heartbeat: (workerId, ids, leaseMillis) => down ? unreachable : store.heartbeat(workerId, ids, leaseMillis),
+            claim: (options) => down ? unreachable : store.claim(options),
+            orphans: (workerId, known) =>
+              Effect.tap(store.orphans(workerId, known), () => gaveUp ? Deferred.succeed(lookedAfter, undefined) : Effect.void)
+          })
+        })
+      )
+      const id = yield* conductor.invoke(Stubborn, {})
+      const result = yield* withWorker(
+        StubbornLive,
+        { leaseDuration: "1 second", heartbeatInterval: "100 millis", pollInterval: "100 millis" },
+        Effect.gen(function*() {
+          yield* Deferred.await(started)
+          down = true
+          // The worker cannot renew its lease: it interrupts the attempt and gives the lease up.
+          yield* Deferred.await(interrupted)
+          gaveUp = true
+          // A claim fails after that, and the worker looks for its orphans.
+          yield* Deferred.await(lookedAfter)
+          down = false
+          return yield* conductor.result(Stubborn, id)
+        })
+      ).pipe(Effect.provide(flaky), Effect.timeout("20 seconds"))
+      assert.strictEqual(result, 2)
+      assert.strictEqual((yield* conductor.get(id)).attempts, 2)
+    }))
+})
+
 /**
  * The store as it is, except that a claim first says it was entered, then
  * waits for the gate; writes of outcomes and the worker's retirement are
@@ -216,7 +269,51 @@ const clockNeverAnswers = Layer.effect(
   Effect.map(Effect.service(Store), (store) => Store.of({ ...store, now: Effect.never }))
 )
 
+/**
+ * The store as it is, with the worker's statements logged in order: a claim
+ * (with its limit) when sent and when back, the periodic ones when sent, the
+ * retention record when done, outcome writes when sent.
+ */
+const loggedStatements = (log: Array<string>) =>
+  Layer.effect(
+    Store,
+    Effect.map(Effect.service(Store), (store) => {
+      const sent = <A, E>(name: string, effect: Effect.Effect<A, E>) => Effect.andThen(Effect.sync(() => log.push(name)), effect)
+      return Store.of({
+        ...store,
+        claim: (options) =>
+          sent(`claim ${options.limit}`, Effect.tap(store.claim(options), (claimed) => Effect.sync(() => log.push(`claimed ${claimed.length}`)))),
+        heartbeat: (workerId, ids, leaseMillis) => sent("heartbeat", store.heartbeat(workerId, ids, leaseMillis)),
+        recoverExpiredLeases: sent("recover", store.recoverExpiredLeases),
+        promoteDue: sent("promote", store.promoteDue),
+        sweepFinished: (limit) => sent("sweep", store.sweepFinished(limit)),
+        setRetention: (policies) => Effect.tap(store.setRetention(policies), () => Effect.sync(() => log.push("retention recorded"))),
+        finish: (workerId, outcomes) => sent("finish", store.finish(workerId, outcomes))
+      })
+    })
+  )
+
 layer(pgStack(), { excludeTestServices: true })("starting", (it) => {
+  it.effect("a fresh worker claims first, and only for its free slots; the rest of its room next, its periodic statements once the first claim is back", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const ids = yield* conductor.invokeMany(Job, Array.from({ length: 10 }, (_, n) => ({ payload: { n } })))
+      const log: Array<string> = []
+      const results = yield* withWorker(JobLive, { concurrency: 2, prefetch: 4 }, Effect.forEach(ids, (id) => conductor.result(Job, id))).pipe(
+        Effect.provide(loggedStatements(log)),
+        Effect.timeout("20 seconds")
+      )
+      assert.deepStrictEqual(results, Array.from({ length: 10 }, (_, n) => n * 2))
+      const claims = log.filter((entry) => entry.startsWith("claim "))
+      // Two free slots; then the rest of the room (2 running + 4 buffered).
+      assert.deepStrictEqual(claims.slice(0, 2), ["claim 2", "claim 4"], log.join(", "))
+      const firstBack = log.indexOf("claimed 2")
+      const periodic = ["heartbeat", "recover", "promote", "sweep"].map((name) => log.indexOf(name))
+      for (const at of periodic) assert.isAbove(at, firstBack, log.join(", "))
+      // What this worker finishes expires by its tasks' contracts: no outcome is written before.
+      assert.isBelow(log.indexOf("retention recorded"), log.indexOf("finish"), log.join(", "))
+    }))
+
   it.effect("a worker claims what was queued before it started at once, not after its first maintenance pass", () =>
     Effect.gen(function*() {
       const conductor = yield* Conductor

@@ -179,13 +179,17 @@ for (const backend of backends) {
           )
         )
         const scope = yield* Scope.make()
-        // concurrency 2, prefetch 1: one claim of 3, two run and one waits in the buffer
+        // concurrency 2, prefetch 1: two run and one waits in the buffer (a
+        // first claim for the two free slots, then one for the buffer)
         const context = yield* Layer.buildWithScope(
           Layer.provide(Worker.layer({ queue, concurrency: 2, prefetch: 1, shutdownGrace: "5 seconds" }), handlers),
           scope
         )
         const worker = Context.get(context, Worker)
         yield* backend.settle(Deferred.await(twoStarted))
+        yield* backend.settle(Effect.gen(function*() {
+          while ((yield* worker.held) < 3) yield* Effect.sleep("5 millis")
+        }))
         assert.deepStrictEqual(
           [yield* worker.running, yield* worker.held, yield* worker.committed],
           [2, 3, 0]
