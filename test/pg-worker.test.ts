@@ -219,8 +219,12 @@ layer(pgStack(), { excludeTestServices: true })("a claim that fails after the wo
             ...store,
             heartbeat: (workerId, ids, leaseMillis) => down ? unreachable : store.heartbeat(workerId, ids, leaseMillis),
             claim: (options) => down ? unreachable : store.claim(options),
+            // Only a look that starts after the worker gave the lease up counts.
             orphans: (workerId, known) =>
-              Effect.tap(store.orphans(workerId, known), () => gaveUp ? Deferred.succeed(lookedAfter, undefined) : Effect.void)
+              Effect.suspend(() => {
+                const after = gaveUp
+                return Effect.tap(store.orphans(workerId, known), () => after ? Deferred.succeed(lookedAfter, undefined) : Effect.void)
+              })
           })
         })
       )
