@@ -26,8 +26,9 @@ import { dbos } from "./systems/dbos.ts"
 import { graphileWorker } from "./systems/graphile-worker.ts"
 import { pgBoss } from "./systems/pg-boss.ts"
 import { sqlBaseline } from "./systems/sql-baseline.ts"
+import { notifyFloor } from "./systems/notify-floor.ts"
 
-const ALL_SYSTEMS: BenchSystem[] = [conductor, conductorKept, graphileWorker, pgBoss, dbos, sqlBaseline]
+const ALL_SYSTEMS: BenchSystem[] = [conductor, conductorKept, graphileWorker, pgBoss, dbos, sqlBaseline, notifyFloor]
 
 const env = process.env
 const LOAD_AT_START = os.loadavg().map((x) => Math.round(x * 100) / 100)
@@ -278,6 +279,12 @@ const targetLines = (rs: CaseResult[], w1At: (s: string, n: number, p: number) =
   if (w2) {
     row("W2 p50 ms (<= 2)", w2.p50, w2.p50! <= 2)
     row("W2 p99 ms (<= 5)", w2.p99, w2.p99! <= 5)
+  }
+  // What any system that commits the invocation and wakes by NOTIFY waits at least.
+  const floor = rs.find((r) => r.workload === "w2" && r.system === "notify-floor")?.median
+  if (floor) {
+    row("(W2 floor: notify-floor p50 ms)", floor.p50, undefined)
+    row("(W2 floor: notify-floor p99 ms)", floor.p99, undefined)
   }
   const w3 = rs.find((r) => r.workload === "w3" && r.system === me)?.median
   const dbosW3 = rs.find((r) => r.workload === "w3" && r.system === "dbos")?.median
