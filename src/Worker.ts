@@ -150,6 +150,8 @@ class AttemptExecution implements Context.Service.Shape<typeof Execution> {
 const exchanges = 2
 /** Handlers that end at once, started one inside another, before the next starts on the next tick (see dispatch). */
 const maxChainDepth = 100
+/** Ids of orphans given back that a worker remembers, to drop a dispatch signal for one that arrives late. */
+const maxGivenBack = 10_000
 /** How soon a due execution that was locked during promotion is looked at again. */
 const skippedRetryMillis = 20
 /** How often a worker deletes expired finished executions (see `Task.Retention`), and how many per statement. */
@@ -204,6 +206,23 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     let leftBehind = false
     /** The worker's lease was removed at shutdown. */
     let retired = false
+    /**
+     * Slots this worker offered when its last claim came back short, less the
+     * executions invokes have dispatched to it since (see `received`): a
+     * store that `offers` leases up to that many new executions to it, for
+     * `offerMillis`. An upper bound (the store offers nothing while its
+     * listener is down).
+     */
+    let offerLeft = 0
+    /** Each poll claims, which renews the offer: it lasts two. */
+    const offerMillis = 2 * config.pollMillis
+    /**
+     * Executions given back as orphans that may have been dispatched to this
+     * worker: their `Dispatched` signal, if it comes after all, is dropped.
+     */
+    const givenBack = new Set<string>()
+    /** Set when the signal connection came back: look for orphans once the claim in flight ends. */
+    let orphansAfterClaim = false
     const wakeups = yield* Queue.sliding<void>(1)
     /** Done once the first claim is back, or the worker found nothing to claim (see start-up). */
     const firstClaimed = Deferred.makeUnsafe<void>()
@@ -550,12 +569,15 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     const claimNext = (tasks: ReadonlyArray<string>, limit: number) =>
       Effect.gen(function*() {
         const seq = wantedSeq
-        const claimed = yield* store.claim({ queue, tasks, limit, workerId, leaseMillis: config.leaseMillis }).pipe(
+        // Slots free now and not promised to the buffer: offered if the claim comes back short.
+        const offer = store.offers ? Math.max(0, free - buffered.length) : 0
+        const claimed = yield* store.claim({ queue, tasks, limit, workerId, leaseMillis: config.leaseMillis, offer, offerMillis }).pipe(
           Effect.ensuring(startPeriodic),
           Effect.catch((error) => Effect.as(Effect.andThen(warn("claim")(error), giveBackOrphans), []))
         )
         backlog = claimed.length === limit
         wanted = backlog || wantedSeq !== seq
+        offerLeft = backlog ? 0 : Math.max(0, offer - claimed.length)
         claims++
         for (const execution of claimed) {
           const earlier = leased.get(execution.id)
@@ -566,6 +588,10 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         }
         // Cleared once its executions are in the buffer, where the next claim counts them.
         endClaim()
+        if (orphansAfterClaim) {
+          orphansAfterClaim = false
+          yield* Effect.forkChild(settleGivenUp)
+        }
         // A full claim is followed at once by another (when there is room):
         // start these after this loop has sent it, so Postgres works on that
         // claim while they run (a one-process drain ran 6–11% faster than
@@ -624,20 +650,33 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     }
     /**
      * After a failed claim (still marked in flight, so no other claim runs):
-     * the claim may have committed with its reply lost. Whatever is leased to
-     * this worker but unknown to it goes back at once, its attempt given
-     * back, instead of waiting for its lease to expire. What it gave up is
-     * known to it: those leases end as expired ones (see settleGivenUp), the
-     * attempt used. (Counted as orphans, an attempt interrupted when the
-     * database was out of reach, during a claim that failed, was given back
-     * and ran again as the same attempt.)
+     * the claim may have committed with its reply lost. Likewise after the
+     * signal connection was lost, and at shutdown when an offer was taken up
+     * unseen: an invoke may have dispatched executions to this worker whose
+     * NOTIFY it never got. Whatever is leased to this worker but unknown to
+     * it goes back at once, its attempt given back, instead of waiting for
+     * its lease to expire. What it gave up is known to it: those leases end
+     * as expired ones (see settleGivenUp), the attempt used. (Counted as
+     * orphans, an attempt interrupted when the database was out of reach,
+     * during a claim that failed, was given back and ran again as the same
+     * attempt.)
      */
     const lookForOrphans = Effect.gen(function*() {
       orphansUnchecked = true
-      const orphans = yield* store.orphans(workerId, [...leased.keys(), ...abandoned.keys()])
+      const found = yield* store.orphans(workerId, [...leased.keys(), ...abandoned.keys()])
+      // Dispatched to this worker while the look ran, and started: not orphans.
+      const orphans = found.filter((id) => !leased.has(id))
+      for (const id of orphans) givenBack.add(id)
+      // Most never get a late signal (a claim's orphans): forget the oldest.
+      for (const id of givenBack) {
+        if (givenBack.size <= maxGivenBack) break
+        givenBack.delete(id)
+      }
       if (orphans.length > 0) {
         yield* store.finish(workerId, orphans.map((id): AttemptOutcome => ({ _tag: "Released", id })))
-        yield* Effect.logWarning(`effect-conductor: gave back ${orphans.length} execution(s) claimed by a statement whose reply was lost`)
+        yield* Effect.logWarning(
+          `effect-conductor: gave back ${orphans.length} execution(s) leased to this worker that never reached it (a claim whose reply was lost, or an invoke's dispatch whose NOTIFY was)`
+        )
       }
       orphansUnchecked = false
     })
@@ -648,6 +687,22 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
 
     /** Claimable work may be waiting: claim on the next turn. */
     const wake = Effect.sync(want)
+
+    /**
+     * An execution an invoke leased to this worker on one of its offered
+     * slots (attempt 1 counted): it joins the buffer as a claimed one would.
+     */
+    const received = (execution: ClaimedExecution): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (offerLeft > 0) offerLeft--
+        // Given back as an orphan before this signal arrived (see lookForOrphans).
+        if (givenBack.delete(execution.id) || leased.has(execution.id)) return Effect.void
+        leased.set(execution.id, claims)
+        // Dispatched while shutdown began: give it straight back.
+        if (stopping) return finish({ _tag: "Released", id: execution.id })
+        buffered.push(execution)
+        return dispatch
+      })
 
     // --- heartbeats: extend leases, notice lost ones and cancel requests ----
     /** When the last successful heartbeat was sent: leases are good until then + leaseDuration. */
@@ -734,8 +789,19 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
             yield* Effect.flatMap(storeNow, arm)
             break
           case "Reconnected":
+            // Executions dispatched while the listener was down never
+            // arrived: give them back (they are leased to this worker).
+            if (signal.afterLoss && store.offers) {
+              orphansUnchecked = true
+              // Not while a claim is in flight (see settleGivenUp): then after it.
+              orphansAfterClaim = true
+              yield* Effect.forkChild(settleGivenUp)
+            }
             yield* Effect.flatMap(storeNow, arm)
             yield* wake
+            break
+          case "Dispatched":
+            if (signal.workerId === workerId) yield* received(signal.execution)
             break
         }
       }
@@ -822,6 +888,14 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       Effect.gen(function*() {
         // No more claims; the exchange loop lives on to write the outcomes.
         stopping = true
+        // No more dispatches either. One that an invoke committed before the
+        // withdrawal but whose signal has not arrived is leased to this
+        // worker: the look for orphans below gives it back.
+        if (offerLeft > 0) {
+          const left = yield* Effect.exit(Effect.timeout(store.withdrawOffer(workerId), Duration.millis(config.leaseMillis)))
+          if (Exit.isFailure(left) || left.value < offerLeft) orphansUnchecked = true
+          offerLeft = 0
+        }
         // Claimed but never started: give them back at once.
         for (const e of buffered.splice(0)) yield* finish({ _tag: "Released", id: e.id })
         // Wait on the runs themselves (a dispatched attempt is in `runs` before its fiber starts).

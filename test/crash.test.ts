@@ -4,7 +4,7 @@
  * committed step.
  */
 import { assert, layer } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Schedule } from "effect"
 import { SqlClient } from "effect/sql"
 import { Conductor } from "../src/Conductor.ts"
 import { spawnWorker } from "./support/child.ts"
@@ -20,6 +20,7 @@ import {
   MultiStepLive,
   Napper,
   NapperLive,
+  Square,
   SquareLive
 } from "./fixtures/crash-tasks.ts"
 
@@ -33,6 +34,46 @@ const events = (id: string) =>
 const worker = { concurrency: 4, leaseDuration: "1 second", heartbeatInterval: "200 millis", pollInterval: "200 millis" } as const
 
 layer(pgStack(), { excludeTestServices: true })("SIGKILL recovery", (it) => {
+  it.effect("what an invoke hands to an idle worker just killed runs elsewhere once that worker's lease expires", () =>
+    Effect.gen(function*() {
+      yield* createLog
+      const conductor = yield* Conductor
+      const sql = yield* SqlClient.SqlClient
+      const { url } = yield* TestDatabase
+      // A longer lease: the invoke below must come while the dead worker's lease lasts.
+      const child = yield* spawnWorker(url, { LEASE_MS: "3000" })
+      yield* child.waitFor("worker ready")
+      // Its claims say nothing to this process: watch its row for the offer.
+      const offering = sql<{ id: string }>`SELECT id FROM conductor.workers WHERE offered > 0`
+      const [dead] = yield* offering.pipe(
+        Effect.repeat({ until: (rows) => rows.length > 0, schedule: Schedule.spaced("20 millis") }),
+        Effect.timeout("10 seconds")
+      )
+      yield* child.kill("SIGKILL")
+      assert.strictEqual(yield* child.exited, "SIGKILL")
+      // A statement it had in flight (a heartbeat, say) may still hold its
+      // row, and an invoke passes a locked worker by: wait for its backends to
+      // notice the kill and end their transactions.
+      const writingWorkers = sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+        WHERE c.relname = 'workers' AND l.mode = 'RowExclusiveLock'`
+      yield* writingWorkers.pipe(
+        Effect.repeat({ until: ([row]) => row!.n === 0, schedule: Schedule.spaced("10 millis") }),
+        Effect.timeout("10 seconds")
+      )
+
+      const id = yield* conductor.invoke(Square, { n: 9 })
+      const [row] = yield* sql<{ status: string; lease_owner: string }>`
+        SELECT status, lease_owner FROM conductor.executions WHERE id = ${id}`
+      assert.deepStrictEqual(row, { status: "running", lease_owner: dead!.id }, "handed to the dead worker")
+
+      const result = yield* withWorker(SquareLive, worker, conductor.result(Square, id))
+      assert.strictEqual(result, 81)
+      // The attempt it was handed with stays counted, as a claimed one's would.
+      assert.strictEqual((yield* conductor.get(id)).attempts, 2)
+      assert.deepStrictEqual(yield* events(id), ["square 9"])
+    }).pipe(Effect.scoped), { timeout: 30_000 })
+
   it.effect("a killed worker's execution is resumed by another after its lease expires", () =>
     Effect.gen(function*() {
       yield* createLog

@@ -72,6 +72,15 @@ export interface ClaimOptions {
   readonly limit: number
   readonly workerId: string
   readonly leaseMillis: number
+  /**
+   * Slots to offer if the claim comes back short (the queue looked empty):
+   * a store that dispatches (`offers`) may then lease up to this many new
+   * executions of `tasks` to the worker straight from their invokes, for
+   * `offerMillis`, and deliver each as a `Dispatched` signal. The claim ends
+   * any earlier offer.
+   */
+  readonly offer?: number | undefined
+  readonly offerMillis?: number | undefined
 }
 
 export interface ClaimedExecution {
@@ -186,8 +195,14 @@ export type Signal =
   | { readonly _tag: "Cancel"; readonly ids: ReadonlyArray<string> }
   /** Executions finished: these ids, or (without ids) any of them. */
   | { readonly _tag: "Finished"; readonly ids?: ReadonlyArray<string> | undefined }
-  /** The signal connection was re-established: anything may have been missed. */
-  | { readonly _tag: "Reconnected" }
+  /**
+   * The signal connection is in place: anything may have been missed
+   * (`afterLoss`: an earlier one was lost, and with it perhaps `Dispatched`
+   * signals).
+   */
+  | { readonly _tag: "Reconnected"; readonly afterLoss?: boolean | undefined }
+  /** An invoke leased a new execution to an idle worker that offered a slot (see ClaimOptions.offer). */
+  | { readonly _tag: "Dispatched"; readonly workerId: string; readonly execution: ClaimedExecution }
 
 export interface HeartbeatResult {
   /** Executions this worker no longer owns (lease expired and recovered, or finished elsewhere). */
@@ -261,6 +276,16 @@ export interface StoreService {
 
   /** Forgets a worker that stopped with nothing leased to it. */
   readonly retireWorker: (workerId: string) => Effect.Effect<void, StoreError>
+
+  /** Whether claims' offers are taken up: invokes may lease to idle workers (see ClaimOptions.offer). */
+  readonly offers: boolean
+
+  /**
+   * Ends the worker's offer (a stopping worker). Returns the slots still on
+   * offer until now: fewer than the worker counts means an invoke took one
+   * whose `Dispatched` signal has not arrived yet.
+   */
+  readonly withdrawOffer: (workerId: string) => Effect.Effect<number, StoreError>
 
   /**
    * Moves due scheduled and waiting executions to pending (a bounded batch)

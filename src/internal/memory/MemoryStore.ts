@@ -650,6 +650,9 @@ export const makeWithInspector: Effect.Effect<
     recoverExpiredLeases,
     abandon,
     retireWorker,
+    // Nothing to save here: a claim is as quick as a dispatch would be.
+    offers: false,
+    withdrawOffer: () => Effect.succeed(0),
     promoteDue,
     cancel,
     get,

@@ -1,5 +1,5 @@
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Layer, PubSub, Queue, Schedule } from "effect"
+import { Effect, Layer, Option, PubSub, Queue, Schedule } from "effect"
 import type { Scope } from "effect"
 import { SqlClient } from "effect/sql"
 import type { SqlError } from "effect/sql/SqlError"
@@ -69,8 +69,12 @@ const floats = literal((value: number) => String(value))
 
 const orUndefined = <A>(value: A | null | undefined): A | undefined => value === null ? undefined : value
 
-/** Signals travel on one channel per schema, so one LISTEN connection per process serves all of them. */
-const encodeSignal = (signal: Signal): string => {
+/**
+ * Signals travel on one channel per schema, so one LISTEN connection per
+ * process serves all of them. `Dispatched` ones are sent by the invoke's own
+ * statement (queries.ts `insertOne`).
+ */
+const encodeSignal = (signal: Exclude<Signal, { readonly _tag: "Dispatched" }>): string => {
   switch (signal._tag) {
     case "Work":
       return `w:${signal.queue}`
@@ -95,6 +99,31 @@ const decodeSignal = (payload: string): Signal | undefined => {
       return payload.length > 2 ? { _tag: "Finished", ids: payload.slice(2).split(",") } : { _tag: "Finished" }
     case "s":
       return { _tag: "Scheduled" }
+    case "d": {
+      // An execution leased to an idle worker by its invoke (migrations/0011).
+      let d: any
+      try {
+        d = JSON.parse(payload.slice(2))
+      } catch {
+        // Never sent by this library's statements; were it, the execution
+        // would be leased here unseen: look for it as after a lost connection.
+        return { _tag: "Reconnected", afterLoss: true }
+      }
+      return {
+        _tag: "Dispatched",
+        workerId: d.worker,
+        execution: {
+          id: d.id,
+          task: d.task,
+          queue: d.queue,
+          payload: d.payload,
+          attempt: 1,
+          maxAttempts: d.maxAttempts,
+          parentId: orUndefined(d.parentId),
+          fresh: true
+        }
+      }
+    }
     default:
       return undefined
   }
@@ -166,9 +195,15 @@ export const make = (
     // the LISTEN is in place.
     const scope = yield* Effect.scope
     const hub = yield* PubSub.unbounded<Signal>()
+    // Workers offer idle slots (see claim) only while the LISTEN is in place:
+    // what an invoke hands them travels in a NOTIFY.
+    let listenerUp = false
+    let listenedBefore = false
     const listener = Effect.gen(function*() {
       const queue = yield* pg.listen(channel)
-      yield* PubSub.publish(hub, { _tag: "Reconnected" })
+      listenerUp = true
+      yield* PubSub.publish(hub, { _tag: "Reconnected", afterLoss: listenedBefore })
+      listenedBefore = true
       while (true) {
         const notification = yield* Queue.take(queue)
         const signal = decodeSignal(notification.payload)
@@ -176,7 +211,7 @@ export const make = (
       }
     }).pipe(
       Effect.scoped,
-      Effect.tapError(warn("listening for signals (reconnecting)")),
+      Effect.tapError((error) => Effect.andThen(Effect.sync(() => (listenerUp = false)), warn("listening for signals (reconnecting)")(error))),
       Effect.retry(Schedule.spaced("250 millis"))
     )
     let listening = false
@@ -187,7 +222,7 @@ export const make = (
         return Effect.as(Effect.forkIn(listener, scope), subscription)
       }))
 
-    const send = (signal: Signal) =>
+    const send = (signal: Exclude<Signal, { readonly _tag: "Dispatched" }>) =>
       pg.notify(channel, encodeSignal(signal)).pipe(
         Effect.catch(warn("NOTIFY"))
       )
@@ -222,6 +257,9 @@ export const make = (
       return Effect.gen(function*() {
         if (carry) for (const queue of batchQueues) notifying.set(queue, (notifying.get(queue) ?? 0) + 1)
         const one = executions.length === 1 && executions[0]!.dedupeKey === undefined ? executions[0]! : undefined
+        // Inside the caller's transaction, an invoke must not hold an idle
+        // worker's row (its claims and heartbeats would wait for the caller).
+        const inTransaction = one !== undefined && Option.isSome(yield* Effect.serviceOption(sql.transactionService))
         const rows = yield* run<{ id: string; task: string; dedupe_key: string | null; queue: string; status: string; created: boolean }>(
           "insert",
           one ? Q.insertOne : Q.insert,
@@ -236,7 +274,8 @@ export const make = (
             one.delayMillis ?? null,
             one.parentId ?? null,
             one.parentStep ?? null,
-            carry ? channel : null
+            carry ? channel : null,
+            inTransaction ? null : channel
           ] : [
             uuids(executions.map((e) => e.id)),
             texts(executions.map((e) => e.task)),
@@ -286,7 +325,18 @@ export const make = (
       }))
 
     const claim: StoreService["claim"] = (o) =>
-      Effect.map(run<any>("claim", Q.claim, [o.queue, texts(o.tasks), o.limit, o.workerId, o.leaseMillis]), toClaimed)
+      Effect.map(
+        run<any>("claim", Q.claim, [
+          o.queue,
+          texts(o.tasks),
+          o.limit,
+          o.workerId,
+          o.leaseMillis,
+          listenerUp ? o.offer ?? 0 : 0,
+          o.offerMillis ?? 0
+        ]),
+        toClaimed
+      )
 
     const finish: StoreService["finish"] = (workerId, outcomes) =>
       Effect.gen(function*() {
@@ -412,6 +462,12 @@ export const make = (
 
     const abandon: StoreService["abandon"] = (workerId, ids) =>
       ids.length === 0 ? Effect.succeed(0) : expireLeases("abandon", [workerId], ids)
+
+    const withdrawOffer: StoreService["withdrawOffer"] = (workerId) =>
+      Effect.map(
+        runPlanned<{ offered: number }>("withdrawOffer", Q.withdrawOffer, [workerId]),
+        (rows) => rows[0]?.offered ?? 0
+      )
 
     const retireWorker: StoreService["retireWorker"] = (workerId) =>
       Effect.asVoid(runPlanned("retireWorker", Q.retireWorker, [workerId]))
@@ -588,6 +644,8 @@ export const make = (
       recoverExpiredLeases,
       abandon,
       retireWorker,
+      withdrawOffer,
+      offers: true,
       promoteDue,
       setRetention,
       sweepFinished,

@@ -1,0 +1,162 @@
+/**
+ * Direct dispatch on Postgres (migrations/0011): an idle worker offers its
+ * free slots, and a single invoke leases its execution to it in the insert
+ * itself, the NOTIFY carrying the execution. What a worker never hears of
+ * (a lost NOTIFY, a shutdown) goes back to the queue.
+ */
+import { assert, layer } from "@effect/vitest"
+import { Effect, Layer, Queue, Schema } from "effect"
+import { SqlClient } from "effect/sql"
+import { Conductor } from "../src/Conductor.ts"
+import { queries } from "../src/internal/pg/queries.ts"
+import { Store } from "../src/internal/Store.ts"
+import * as Task from "../src/Task.ts"
+import { pgStack, withWorker } from "./support/stack.ts"
+
+const Job = Task.make("job", { payload: Schema.Struct({ n: Schema.Number, text: Schema.optional(Schema.String) }), success: Schema.Number })
+const JobLive = Job.toLayer(({ n }) => Effect.succeed(n * 2))
+
+/** No safety poll: claims come from signals only. */
+const worker = { concurrency: 2, prefetch: 0, pollInterval: "1 hour" } as const
+
+/**
+ * Logs the ends of the worker's claims, heartbeats and lease recoveries, and
+ * reports each one. A worker's own statements lock its row in `workers` for
+ * a moment, and an invoke passes a locked worker by: the tests invoke once
+ * those of its start-up are over.
+ */
+const loggedWorker = Effect.gen(function*() {
+  const ended = yield* Queue.unbounded<void>()
+  const log: Array<string> = []
+  const logged = <A, E>(name: string, effect: Effect.Effect<A, E>) =>
+    Effect.ensuring(effect, Effect.sync(() => {
+      log.push(name)
+      Queue.offerUnsafe(ended, undefined)
+    }))
+  const layer = Layer.effect(
+    Store,
+    Effect.map(Effect.service(Store), (store) =>
+      Store.of({
+        ...store,
+        claim: (options) => logged("claim", store.claim(options)),
+        heartbeat: (workerId, ids, leaseMillis) => logged("heartbeat", store.heartbeat(workerId, ids, leaseMillis)),
+        recoverExpiredLeases: logged("recover", store.recoverExpiredLeases)
+      }))
+  )
+  const claims = () => log.filter((entry) => entry === "claim").length
+  /**
+   * Returns once the worker has slots on offer and its start-up statements
+   * are over: its first heartbeat, and its first maintenance pass (a lease
+   * recovery, then a claim). Its first claim may go out before its listener
+   * is up, and then offers nothing; the listener's Reconnected wakes another.
+   */
+  const quietWithOffer = Effect.gen(function*() {
+    while (true) {
+      const recovered = log.indexOf("recover")
+      const settled = log.includes("heartbeat") && recovered >= 0 && log.indexOf("claim", recovered) >= 0
+      if (settled && (yield* offered) > 0) return
+      yield* Queue.take(ended)
+    }
+  })
+  return { claims, quietWithOffer, layer }
+})
+
+/** Slots the one worker has on offer now. */
+const offered = Effect.flatMap(Effect.service(SqlClient.SqlClient), (sql) =>
+  Effect.map(sql<{ offered: number }>`SELECT offered FROM conductor.workers`, (rows) => rows[0]?.offered ?? 0))
+
+/**
+ * An invoke as `Conductor.invoke` sends it (queries.ts `insertOne`), whose
+ * NOTIFY goes to a channel nobody listens on: a dispatch whose signal was lost.
+ */
+const dispatchUnheard = (n: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const id = crypto.randomUUID()
+    const [row] = yield* sql.unsafe<{ status: string }>(queries('"conductor"').insertOne, [
+      id, "job", "default", 0, JSON.stringify({ n }), 3, null, null, null, null, null, "nobody_listens"
+    ])
+    assert.strictEqual(row!.status, "running", "dispatched")
+    return id
+  })
+
+layer(pgStack(), { excludeTestServices: true })("direct dispatch", (it) => {
+  it.effect("an idle worker is handed a single invoke by the invoke's own statement: no claim, attempt 1", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const { claims, quietWithOffer, layer } = yield* loggedWorker
+      const { result, claimsBetween, left } = yield* withWorker(JobLive, worker, Effect.gen(function*() {
+        yield* quietWithOffer
+        assert.strictEqual(yield* offered, 2)
+        const before = claims()
+        const result = yield* conductor.result(Job, yield* conductor.invoke(Job, { n: 21 }))
+        return { result, claimsBetween: claims() - before, left: yield* offered }
+      })).pipe(Effect.provide(layer), Effect.timeout("20 seconds"))
+      assert.strictEqual(result, 42)
+      assert.strictEqual(claimsBetween, 0)
+      assert.strictEqual(left, 1)
+    }))
+
+  it.effect("a payload too large for a NOTIFY, and an invoke inside the caller's transaction, wait for a claim", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const sql = yield* SqlClient.SqlClient
+      const { claims, quietWithOffer, layer } = yield* loggedWorker
+      yield* withWorker(JobLive, worker, Effect.gen(function*() {
+        yield* quietWithOffer
+        let before = claims()
+        const large = yield* conductor.invoke(Job, { n: 1, text: "x".repeat(8000) })
+        assert.strictEqual(yield* conductor.result(Job, large), 2)
+        assert.isAbove(claims(), before, "claimed")
+
+        yield* quietWithOffer
+        before = claims()
+        const inside = yield* sql.withTransaction(Effect.gen(function*() {
+          const id = yield* conductor.invoke(Job, { n: 2 })
+          // Not leased to the worker: its row would stay locked until this commit.
+          const [row] = yield* sql<{ status: string }>`SELECT status FROM conductor.executions WHERE id = ${id}`
+          assert.strictEqual(row!.status, "pending")
+          return id
+        }))
+        assert.strictEqual(yield* conductor.result(Job, inside), 4)
+        assert.isAbove(claims(), before, "claimed")
+      })).pipe(Effect.provide(layer), Effect.timeout("20 seconds"))
+    }))
+
+  it.effect("a worker that stops gives back what was dispatched to it and never reached it, its attempt unused", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const sql = yield* SqlClient.SqlClient
+      const { quietWithOffer, layer } = yield* loggedWorker
+      const id = yield* withWorker(JobLive, worker, Effect.andThen(quietWithOffer, dispatchUnheard(5))).pipe(
+        Effect.provide(layer),
+        Effect.timeout("20 seconds")
+      )
+      const [row] = yield* sql<{ status: string; attempts: number; lease_owner: string | null }>`
+        SELECT status, attempts, lease_owner FROM conductor.executions WHERE id = ${id}`
+      assert.deepStrictEqual(row, { status: "pending", attempts: 0, lease_owner: null })
+      assert.deepStrictEqual(yield* sql`SELECT id FROM conductor.workers`, [])
+      assert.strictEqual(yield* withWorker(JobLive, worker, conductor.result(Job, id)).pipe(Effect.timeout("20 seconds")), 10)
+      assert.strictEqual((yield* conductor.get(id)).attempts, 1)
+    }))
+
+  it.effect("what was dispatched while the listener's connection was lost is given back once it is in place again, and runs", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const sql = yield* SqlClient.SqlClient
+      const { quietWithOffer, layer } = yield* loggedWorker
+      const { result, attempts } = yield* withWorker(JobLive, worker, Effect.gen(function*() {
+        yield* quietWithOffer
+        const id = yield* dispatchUnheard(8)
+        const dropped = yield* sql<{ pid: number }>`
+          SELECT pg_terminate_backend(pid) AS pid FROM pg_stat_activity
+          WHERE datname = current_database() AND query ILIKE 'LISTEN%'`
+        assert.strictEqual(dropped.length, 1)
+        const result = yield* conductor.result(Job, id)
+        return { result, attempts: (yield* conductor.get(id)).attempts }
+      })).pipe(Effect.provide(layer), Effect.timeout("20 seconds"))
+      assert.strictEqual(result, 16)
+      // Given back with its attempt unused, then claimed.
+      assert.strictEqual(attempts, 1)
+    }))
+})
