@@ -17,11 +17,17 @@
 -- (or the offer runs out), and those wait for lease recovery, as the ones it
 -- had claimed do. A claim ends the offer (the upsert below sets it to 0), then
 -- makes a new one if it came back short; a stopping worker withdraws it first.
+--
+-- `dispatched` counts the executions invokes have handed the worker, ever.
+-- Its heartbeat reads it back: more than the worker has received means a
+-- NOTIFY never arrived (a listener connection that died without a word), and
+-- the worker gives back what is leased to it unseen.
 ALTER TABLE {{schema}}.workers
   ADD COLUMN queue         text,
   ADD COLUMN tasks         text[],
   ADD COLUMN offered       integer NOT NULL DEFAULT 0,
-  ADD COLUMN offered_until timestamptz;
+  ADD COLUMN offered_until timestamptz,
+  ADD COLUMN dispatched    bigint NOT NULL DEFAULT 0;
 
 -- Only workers with slots on offer: an invoke looks here, and it stays small.
 CREATE INDEX workers_offers_idx ON {{schema}}.workers (queue) WHERE offered > 0;

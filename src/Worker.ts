@@ -207,13 +207,11 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     /** The worker's lease was removed at shutdown. */
     let retired = false
     /**
-     * Slots this worker offered when its last claim came back short, less the
-     * executions invokes have dispatched to it since (see `received`): a
-     * store that `offers` leases up to that many new executions to it, for
-     * `offerMillis`. An upper bound (the store offers nothing while its
-     * listener is down).
+     * A claim offered slots: a store that `offers` may lease new executions
+     * to this worker straight from their invokes, for `offerMillis` after its
+     * last claim that came back short (see `received`). Withdrawn at shutdown.
      */
-    let offerLeft = 0
+    let offered = false
     /** Each poll claims, which renews the offer: it lasts two. */
     const offerMillis = 2 * config.pollMillis
     /**
@@ -223,6 +221,18 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     const givenBack = new Set<string>()
     /** Set when the signal connection came back: look for orphans once the claim in flight ends. */
     let orphansAfterClaim = false
+    /**
+     * `Dispatched` signals this worker has taken in, against the count of
+     * dispatches its heartbeats read back (see heartbeat): a NOTIFY that never
+     * arrives (a listener connection that died without a word) shows there.
+     */
+    let dispatchesReceived = 0
+    /** The count a heartbeat read ahead of `dispatchesReceived`: behind it still at the next one, they were lost. */
+    let dispatchesDue: number | undefined
+    /** What the next look for orphans accounts for (every dispatch before it is then received or given back). */
+    let dispatchesCovered = 0
+    /** Handlers left running at shutdown: their executions are no orphans. */
+    const leftRunning = new Set<string>()
     const wakeups = yield* Queue.sliding<void>(1)
     /** Done once the first claim is back, or the worker found nothing to claim (see start-up). */
     const firstClaimed = Deferred.makeUnsafe<void>()
@@ -571,13 +581,13 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         const seq = wantedSeq
         // Slots free now and not promised to the buffer: offered if the claim comes back short.
         const offer = store.offers ? Math.max(0, free - buffered.length) : 0
+        if (offer > 0) offered = true
         const claimed = yield* store.claim({ queue, tasks, limit, workerId, leaseMillis: config.leaseMillis, offer, offerMillis }).pipe(
           Effect.ensuring(startPeriodic),
           Effect.catch((error) => Effect.as(Effect.andThen(warn("claim")(error), giveBackOrphans), []))
         )
         backlog = claimed.length === limit
         wanted = backlog || wantedSeq !== seq
-        offerLeft = backlog ? 0 : Math.max(0, offer - claimed.length)
         claims++
         for (const execution of claimed) {
           const earlier = leased.get(execution.id)
@@ -663,7 +673,8 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
      */
     const lookForOrphans = Effect.gen(function*() {
       orphansUnchecked = true
-      const found = yield* store.orphans(workerId, [...leased.keys(), ...abandoned.keys()])
+      const covered = dispatchesCovered
+      const found = yield* store.orphans(workerId, [...leased.keys(), ...abandoned.keys(), ...leftRunning])
       // Dispatched to this worker while the look ran, and started: not orphans.
       const orphans = found.filter((id) => !leased.has(id))
       for (const id of orphans) givenBack.add(id)
@@ -672,6 +683,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         if (givenBack.size <= maxGivenBack) break
         givenBack.delete(id)
       }
+      dispatchesReceived = Math.max(dispatchesReceived, covered)
       if (orphans.length > 0) {
         yield* store.finish(workerId, orphans.map((id): AttemptOutcome => ({ _tag: "Released", id })))
         yield* Effect.logWarning(
@@ -694,15 +706,39 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
      */
     const received = (execution: ClaimedExecution): Effect.Effect<void> =>
       Effect.suspend(() => {
-        if (offerLeft > 0) offerLeft--
         // Given back as an orphan before this signal arrived (see lookForOrphans).
         if (givenBack.delete(execution.id) || leased.has(execution.id)) return Effect.void
+        // Dispatched while shutdown began: give it straight back. Counted once
+        // given back: until then the look for orphans at shutdown covers it.
+        if (stopping) {
+          return store.finish(workerId, [{ _tag: "Released", id: execution.id }]).pipe(
+            Effect.andThen(Effect.sync(() => dispatchesReceived++)),
+            Effect.catch((error) =>
+              Effect.andThen(Effect.sync(() => (orphansUnchecked = true)), warn("giving back an execution dispatched during shutdown")(error))
+            )
+          )
+        }
+        dispatchesReceived++
         leased.set(execution.id, claims)
-        // Dispatched while shutdown began: give it straight back.
-        if (stopping) return finish({ _tag: "Released", id: execution.id })
         buffered.push(execution)
         return dispatch
       })
+
+    /**
+     * Ends this worker's offer (at shutdown). What was dispatched to it and
+     * never reached it is looked for before its row goes; if the withdrawal
+     * fails, the worker's lease is left to expire (lease recovery then).
+     */
+    const withdraw = store.withdrawOffer(workerId).pipe(
+      Effect.timeoutOrElse({ duration: Duration.millis(config.leaseMillis), orElse: () => Effect.fail("timed out") }),
+      Effect.tap((dispatched) => Effect.sync(() => {
+        if (dispatched > dispatchesReceived) {
+          orphansUnchecked = true
+          dispatchesCovered = Math.max(dispatchesCovered, dispatched)
+        }
+      })),
+      Effect.catch((error) => Effect.andThen(Effect.sync(() => (orphansUnchecked = true)), warn("withdrawing the worker's offer")(error)))
+    )
 
     // --- heartbeats: extend leases, notice lost ones and cancel requests ----
     /** When the last successful heartbeat was sent: leases are good until then + leaseDuration. */
@@ -728,6 +764,13 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
           if (leased.get(id) === held.get(id)) yield* stop(id, { _tag: "Lost" })
         }
         for (const { id, reason } of result.value.cancelRequested) yield* stop(id, { _tag: "Cancel", reason })
+        // Dispatches counted a heartbeat ago and still not all received: their
+        // NOTIFYs were lost. What they leased to this worker goes back.
+        if (dispatchesDue !== undefined && dispatchesReceived < dispatchesDue) {
+          orphansUnchecked = true
+          dispatchesCovered = Math.max(dispatchesCovered, dispatchesDue)
+        }
+        dispatchesDue = result.value.dispatched > dispatchesReceived ? result.value.dispatched : undefined
         // Apart, so a slow one (a scan for orphans) does not hold up the next heartbeat.
         yield* Effect.forkChild(settleGivenUp)
       } else if (now - lastHeartbeat >= config.leaseMillis - config.heartbeatMillis) {
@@ -791,7 +834,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
           case "Reconnected":
             // Executions dispatched while the listener was down never
             // arrived: give them back (they are leased to this worker).
-            if (signal.afterLoss && store.offers) {
+            if (signal.afterLoss && offered) {
               orphansUnchecked = true
               // Not while a claim is in flight (see settleGivenUp): then after it.
               orphansAfterClaim = true
@@ -888,14 +931,11 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       Effect.gen(function*() {
         // No more claims; the exchange loop lives on to write the outcomes.
         stopping = true
-        // No more dispatches either. One that an invoke committed before the
-        // withdrawal but whose signal has not arrived is leased to this
-        // worker: the look for orphans below gives it back.
-        if (offerLeft > 0) {
-          const left = yield* Effect.exit(Effect.timeout(store.withdrawOffer(workerId), Duration.millis(config.leaseMillis)))
-          if (Exit.isFailure(left) || left.value < offerLeft) orphansUnchecked = true
-          offerLeft = 0
-        }
+        // No more dispatches either (a claim still in flight may offer again:
+        // withdrawn once more after it, below).
+        const offeredAtStop = offered
+        const claimingAtStop = claiming
+        if (offeredAtStop) yield* withdraw
         // Claimed but never started: give them back at once.
         for (const e of buffered.splice(0)) yield* finish({ _tag: "Released", id: e.id })
         // Wait on the runs themselves (a dispatched attempt is in `runs` before its fiber starts).
@@ -913,6 +953,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
             )
             leftBehind = true
             for (const id of stuck) {
+              leftRunning.add(id)
               runs.delete(id)
               release(id)
             }
@@ -934,6 +975,10 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         yield* bounded(claimsEnded, "waiting for the last claim")
         // Still in flight: what it takes is left to the worker's lease.
         if (claiming) leftBehind = true
+        // No claim offers any more: once the offer is withdrawn, nothing more
+        // is dispatched to this worker. What was, and never reached it, is
+        // found by the look for orphans below before the worker's row goes.
+        if (offered && (claimingAtStop || !offeredAtStop)) yield* withdraw
         // Every outcome committed (or given up on) before the batchers stop.
         if (leased.size > 0) yield* Deferred.await(drained)
         // Nothing is leased to this worker any more: its lease goes, so no

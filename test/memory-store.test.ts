@@ -339,7 +339,7 @@ describe("MemoryStore", () => {
         record: { name: "s", kind: "step", value: 1, error: undefined, attempt: 1 }
       }])
       assert.isUndefined(step)
-      assert.deepStrictEqual(yield* store.heartbeat("w2", [uuid(1)], 1000), { lost: [uuid(1)], cancelRequested: [] })
+      assert.deepStrictEqual(yield* store.heartbeat("w2", [uuid(1)], 1000), { lost: [uuid(1)], cancelRequested: [], dispatched: 0 })
       yield* store.finish("w1", [{ _tag: "Completed", id: uuid(1), result: "mine" }])
       const [outcome] = yield* store.outcomes([uuid(1)])
       assert.deepStrictEqual([outcome!.status, outcome!.result], ["completed", "mine"])
@@ -444,7 +444,8 @@ describe("MemoryStore", () => {
       assert.strictEqual((yield* store.get(uuid(2)))!.status, "running")
       assert.deepStrictEqual(yield* store.heartbeat("w2", [uuid(2)], 1000), {
         lost: [],
-        cancelRequested: [{ id: uuid(2), reason: "enough" }]
+        cancelRequested: [{ id: uuid(2), reason: "enough" }],
+        dispatched: 0
       })
       assert.deepStrictEqual(yield* firstCancel(signals), [uuid(1), uuid(2)])
       // The worker stops it; a completion racing with the cancel still ends cancelled.

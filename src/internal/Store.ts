@@ -209,6 +209,11 @@ export interface HeartbeatResult {
   readonly lost: ReadonlyArray<string>
   /** Executions with a pending cancel request (fallback when a NOTIFY was lost). */
   readonly cancelRequested: ReadonlyArray<{ readonly id: string; readonly reason: string }>
+  /**
+   * How many executions invokes have dispatched to this worker so far (see
+   * ClaimOptions.offer; 0 from a store that does not dispatch).
+   */
+  readonly dispatched: number
 }
 
 export type CancelResult =
@@ -281,9 +286,9 @@ export interface StoreService {
   readonly offers: boolean
 
   /**
-   * Ends the worker's offer (a stopping worker). Returns the slots still on
-   * offer until now: fewer than the worker counts means an invoke took one
-   * whose `Dispatched` signal has not arrived yet.
+   * Ends the worker's offer (a stopping worker): no invoke dispatches to it
+   * once this commits. Returns how many executions invokes dispatched to it
+   * in all (0 when its lease is gone).
    */
   readonly withdrawOffer: (workerId: string) => Effect.Effect<number, StoreError>
 

@@ -126,7 +126,7 @@ for (const backend of backends) {
         assert.deepStrictEqual([ofA.length, ofB.length], [2, 1])
         // Expired, then a heartbeat (holding nothing it knows of): alive again, nothing recovered.
         yield* expireWorker(backend, a, 1_000)
-        assert.deepStrictEqual(yield* store.heartbeat(a, [], 1_000), { lost: [], cancelRequested: [] })
+        assert.deepStrictEqual(yield* store.heartbeat(a, [], 1_000), { lost: [], cancelRequested: [], dispatched: 0 })
         assert.strictEqual(yield* store.recoverExpiredLeases, 0)
         // Expired for good: both of A's executions are runnable again, their attempt used; B's runs on.
         yield* expireWorker(backend, a, 1_000)

@@ -16,14 +16,14 @@ export const pgStack = (options: PgStore.PgStoreOptions = {}) =>
 
 /**
  * Runs `body` with a worker (and the given handler layers registered first)
- * alive; the worker shuts down when `body` ends.
+ * alive, and its `Worker` service; the worker shuts down when `body` ends.
  */
 export const withWorker = <A, E, R, RH = Registry>(
   handlers: Layer.Layer<never, never, RH>,
   options: Worker.WorkerOptions,
   body: Effect.Effect<A, E, R>
-): Effect.Effect<A, E | InvalidConfig, R | RH | Store | Registry> =>
+): Effect.Effect<A, E | InvalidConfig, Exclude<R, Worker.Worker> | RH | Store | Registry> =>
   Effect.scoped(Effect.gen(function*() {
-    yield* Layer.build(Layer.provide(Worker.Worker.layer(options), handlers))
-    return yield* body
+    const worker = yield* Layer.build(Layer.provide(Worker.Worker.layer(options), handlers))
+    return yield* Effect.provideContext(body, worker)
   }))

@@ -389,7 +389,7 @@ export const makeWithInspector: Effect.Effect<
         }
         if (row.cancelReason !== undefined) cancelRequested.push({ id, reason: row.cancelReason })
       }
-      return { lost, cancelRequested }
+      return { lost, cancelRequested, dispatched: 0 }
     })
 
   /** Ends the leases on `rows` as a dead worker's end (`expireLeases` in the SQL); `gaveUp`: by a live worker's word. */

@@ -423,14 +423,20 @@ export const make = (
 
     const heartbeat: StoreService["heartbeat"] = (workerId, ids, leaseMillis) =>
       Effect.map(
-        runPlanned<{ id: string; cancel_reason: string | null }>("heartbeat", Q.heartbeat, [workerId, uuids(ids), leaseMillis]),
+        runPlanned<{ dispatched: string; id: string | null; cancel_reason: string | null }>("heartbeat", Q.heartbeat, [
+          workerId,
+          uuids(ids),
+          leaseMillis
+        ]),
         (rows) => {
-          const kept = new Set(rows.map((row) => row.id))
+          const held = rows.filter((row): row is typeof row & { id: string } => row.id !== null)
+          const kept = new Set(held.map((row) => row.id))
           return {
             lost: ids.filter((id) => !kept.has(id)),
-            cancelRequested: rows.flatMap((row) =>
+            cancelRequested: held.flatMap((row) =>
               row.cancel_reason === null ? [] : [{ id: row.id, reason: row.cancel_reason }]
-            )
+            ),
+            dispatched: rows.length > 0 ? Number(rows[0]!.dispatched) : 0
           }
         }
       )
@@ -465,8 +471,8 @@ export const make = (
 
     const withdrawOffer: StoreService["withdrawOffer"] = (workerId) =>
       Effect.map(
-        runPlanned<{ offered: number }>("withdrawOffer", Q.withdrawOffer, [workerId]),
-        (rows) => rows[0]?.offered ?? 0
+        runPlanned<{ dispatched: string }>("withdrawOffer", Q.withdrawOffer, [workerId]),
+        (rows) => rows.length === 0 ? 0 : Number(rows[0]!.dispatched)
       )
 
     const retireWorker: StoreService["retireWorker"] = (workerId) =>

@@ -46,9 +46,9 @@ const wakeParents = (S: string, exclude = "") => `
 const runAt = (ms: string, delay: string) =>
   `COALESCE(to_timestamp(${ms} / 1000.0), now() + COALESCE(${delay}, 0) * interval '1 millisecond')`
 /**
- * An execution whose payload, task and queue name (as text) come to at most
- * this many bytes may travel in a NOTIFY (8000 bytes at most, with the ids
- * and keys); a larger one waits to be claimed. The payload goes into the
+ * An execution whose payload, task and queue name (as JSON text) come to at
+ * most this many bytes may travel in a NOTIFY (8000 bytes at most, with the
+ * ids and keys); a larger one waits to be claimed. The payload goes into the
  * NOTIFY as the `json` the caller sent, byte for byte (its `jsonb` text would
  * add spaces).
  */
@@ -123,11 +123,12 @@ export const queries = (S: string) => ({
       -- this queue offers (migrations/0011), for a run that is due now and a
       -- payload that fits in a NOTIFY. SKIP LOCKED: a worker whose row a
       -- claim or another invoke holds is passed over, never waited for.
-      UPDATE ${S}.workers w SET offered = w.offered - 1
+      UPDATE ${S}.workers w SET offered = w.offered - 1, dispatched = w.dispatched + 1
       WHERE w.id = (
         SELECT o.id FROM ${S}.workers o, t
         WHERE $12::text IS NOT NULL AND t.run_at <= now()
-          AND octet_length($5::text) + octet_length($2::text) + octet_length($3::text) <= ${dispatchPayloadBytes}
+          AND octet_length($5::text) + octet_length(to_json($2::text)::text) + octet_length(to_json($3::text)::text)
+            <= ${dispatchPayloadBytes}
           AND o.queue = $3::text AND o.offered > 0 AND $2::text = ANY (o.tasks)
           AND o.offered_until > now() AND o.expires_at > now()
         LIMIT 1
@@ -229,7 +230,9 @@ export const queries = (S: string) => ({
   /**
    * Rows leased to $1 that the worker does not know of ($2): see
    * Store.orphans. Running rows have no index (migrations/0010), so this
-   * scans the table; it runs only after a claim failed.
+   * scans the table; it runs only after a claim failed, after the listener's
+   * connection was lost, when dispatches did not all arrive, and at the
+   * shutdown of a worker that offered slots.
    */
   orphans: `SELECT id FROM ${S}.executions
     WHERE status = 'running' AND lease_owner = $1 AND NOT (id = ANY ($2::uuid[]))`,
@@ -237,7 +240,9 @@ export const queries = (S: string) => ({
   /**
    * Extends the worker's lease ($1, for $3 ms: migrations/0010), which covers
    * everything leased to it, and reads which of $2 it still holds (rows not
-   * returned are no longer its own) and their cancel requests. When the
+   * returned are no longer its own) and their cancel requests, and how many
+   * executions invokes have dispatched to it (0011; on every row, and on one
+   * with a NULL id when it holds none of $2). When the
    * worker's row had to be inserted (xmax 0), a lease recovery took it, and
    * everything with it: then nothing is held, even where this statement's
    * snapshot (taken before that recovery committed) still shows the lease.
@@ -246,10 +251,11 @@ export const queries = (S: string) => ({
     WITH alive AS (
       INSERT INTO ${S}.workers (id, expires_at) VALUES ($1, now() + $3 * interval '1 millisecond')
       ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at
-      RETURNING xmax = 0 AS inserted
+      RETURNING xmax = 0 AS inserted, dispatched
     )
-    SELECT e.id, e.cancel_reason FROM ${S}.executions e, alive
-    WHERE e.id = ANY($2::uuid[]) AND e.lease_owner = $1 AND e.status = 'running' AND NOT alive.inserted`,
+    SELECT alive.dispatched, e.id, e.cancel_reason FROM alive
+    LEFT JOIN ${S}.executions e
+      ON e.id = ANY($2::uuid[]) AND e.lease_owner = $1 AND e.status = 'running' AND NOT alive.inserted`,
 
   /**
    * Workers whose lease expired (they died, or lost the database for longer
@@ -262,14 +268,11 @@ export const queries = (S: string) => ({
     RETURNING id`,
 
   /**
-   * A stopping worker's offer (migrations/0011) ends; returns the slots still
-   * offered until now (none: no row). Fewer than the worker counts means an
-   * invoke took one whose NOTIFY it has not seen yet.
+   * A stopping worker's offer (migrations/0011) ends; returns how many
+   * executions were dispatched to it in all. It waits for an invoke that
+   * holds the row: once it commits, nothing more is dispatched to $1.
    */
-  withdrawOffer: `UPDATE ${S}.workers w SET offered = 0
-    FROM (SELECT id, offered FROM ${S}.workers WHERE id = $1 FOR UPDATE) AS before
-    WHERE w.id = before.id
-    RETURNING before.offered`,
+  withdrawOffer: `UPDATE ${S}.workers SET offered = 0 WHERE id = $1 RETURNING dispatched`,
 
   /** A worker that stopped with nothing leased: its lease goes. */
   retireWorker: `DELETE FROM ${S}.workers WHERE id = $1`,
