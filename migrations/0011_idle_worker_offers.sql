@@ -18,10 +18,13 @@
 -- had claimed do. A claim ends the offer (the upsert below sets it to 0), then
 -- makes a new one if it came back short; a stopping worker withdraws it first.
 --
--- `dispatched` counts the executions invokes have handed the worker, ever.
--- Its heartbeat reads it back: more than the worker has received means a
--- NOTIFY never arrived (a listener connection that died without a word), and
--- the worker gives back what is leased to it unseen.
+-- `dispatched` counts the executions invokes have handed the worker since
+-- its row was made. Its heartbeat reads it back: more than the worker has
+-- received means a NOTIFY never arrived (a listener connection that died
+-- without a word), and the worker gives back what is leased to it unseen. A
+-- stopping worker's row goes only if the count is what it accounts for and no
+-- offer stands (queries.ts `retireWorker`); otherwise it expires, and lease
+-- recovery gives back what is leased to it.
 ALTER TABLE {{schema}}.workers
   ADD COLUMN queue         text,
   ADD COLUMN tasks         text[],

@@ -726,8 +726,9 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
 
     /**
      * Ends this worker's offer (at shutdown). What was dispatched to it and
-     * never reached it is looked for before its row goes; if the withdrawal
-     * fails, the worker's lease is left to expire (lease recovery then).
+     * never reached it is looked for before its row goes. The row goes only
+     * if no offer stands and its count of dispatches is what the worker
+     * accounts for (see retireWorker); otherwise it is left to expire.
      */
     const withdraw = store.withdrawOffer(workerId).pipe(
       Effect.timeoutOrElse({ duration: Duration.millis(config.leaseMillis), orElse: () => Effect.fail("timed out") }),
@@ -748,6 +749,8 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       if (retired) return
       const held = new Map(leased)
       const ids = [...held.keys()]
+      // Each was counted before this heartbeat reads the count.
+      const receivedBefore = dispatchesReceived
       const sent = yield* Clock.currentTimeMillis
       // A hung connection must not hold this up: a heartbeat that takes longer
       // than its interval counts as failed.
@@ -769,6 +772,12 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         if (dispatchesDue !== undefined && dispatchesReceived < dispatchesDue) {
           orphansUnchecked = true
           dispatchesCovered = Math.max(dispatchesCovered, dispatchesDue)
+        }
+        if (result.value.dispatched < receivedBefore) {
+          // The worker's row was made anew (a lease recovery took the old one):
+          // its count starts again. Look once more, and count from there.
+          dispatchesReceived = 0
+          dispatchesCovered = 0
         }
         dispatchesDue = result.value.dispatched > dispatchesReceived ? result.value.dispatched : undefined
         // Apart, so a slow one (a scan for orphans) does not hold up the next heartbeat.
@@ -986,7 +995,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         yield* bounded(settleGivenUp, "ending given-up leases")
         if (!leftBehind && abandoned.size === 0 && !orphansUnchecked) {
           retired = true
-          yield* bounded(store.retireWorker(workerId), "removing the worker's lease")
+          yield* bounded(store.retireWorker(workerId, dispatchesReceived), "removing the worker's lease")
         }
       })
     )

@@ -178,7 +178,8 @@ layer(pgStack(), { excludeTestServices: true })("direct dispatch", (it) => {
       const conductor = yield* Conductor
       const sql = yield* SqlClient.SqlClient
       const { quietWithOffer, layer } = yield* loggedWorker
-      const { result, attempts } = yield* withWorker(JobLive, worker, Effect.gen(function*() {
+      // Heartbeats too far apart to find the loss within the test's time: only the reconnect can.
+      const { result, attempts } = yield* withWorker(JobLive, { ...worker, heartbeatInterval: "25 seconds" }, Effect.gen(function*() {
         yield* quietWithOffer
         const id = yield* dispatchUnheard(8, quietWithOffer)
         const dropped = yield* sql<{ pid: number }>`

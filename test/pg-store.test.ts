@@ -547,6 +547,26 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
     }))
 })
 
+layer(pgStack(), { excludeTestServices: true })("retiring a worker", (it) => {
+  it.effect("a worker's row goes only with no offer standing and every dispatch to it accounted for", () =>
+    Effect.gen(function*() {
+      const store = yield* Store
+      const sql = yield* SqlClient.SqlClient
+      const worker = crypto.randomUUID()
+      const row = sql<{ id: string }>`SELECT id FROM conductor.workers WHERE id = ${worker}`
+      yield* sql`INSERT INTO conductor.workers (id, expires_at, offered, dispatched) VALUES (${worker}, now() + interval '1 minute', 1, 3)`
+      // An offer stands: an invoke may still hand it something.
+      yield* store.retireWorker(worker, 3)
+      assert.strictEqual((yield* row).length, 1)
+      yield* sql`UPDATE conductor.workers SET offered = 0 WHERE id = ${worker}`
+      // Three dispatched, two accounted for: one may be leased to it unseen.
+      yield* store.retireWorker(worker, 2)
+      assert.strictEqual((yield* row).length, 1)
+      yield* store.retireWorker(worker, 3)
+      assert.strictEqual((yield* row).length, 0)
+    }))
+})
+
 layer(pgStack(), { excludeTestServices: true })("plans and table growth", (it) => {
   it.effect("the per-batch functions keep one generic plan, planned with sequential scans off", () =>
     Effect.gen(function*() {

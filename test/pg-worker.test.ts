@@ -263,7 +263,7 @@ const gatedClaims = (entered: Deferred.Deferred<void>, gate: Deferred.Deferred<v
         claim: (options) => Effect.andThen(Deferred.succeed(entered, undefined), Effect.andThen(Deferred.await(gate), store.claim(options))),
         finish: (workerId, outcomes) =>
           Effect.andThen(store.finish(workerId, outcomes), Effect.sync(() => log.push(outcomes.map((o) => o._tag).join(",")))),
-        retireWorker: (workerId) => Effect.andThen(Effect.sync(() => log.push("retire")), store.retireWorker(workerId))
+        retireWorker: (workerId, dispatched) => Effect.andThen(Effect.sync(() => log.push("retire")), store.retireWorker(workerId, dispatched))
       }))
   )
 

@@ -279,8 +279,12 @@ export interface StoreService {
    */
   readonly abandon: (workerId: string, ids: ReadonlyArray<string>) => Effect.Effect<number, StoreError>
 
-  /** Forgets a worker that stopped with nothing leased to it. */
-  readonly retireWorker: (workerId: string) => Effect.Effect<void, StoreError>
+  /**
+   * Forgets a worker that stopped with nothing leased to it, unless it has
+   * an offer standing or invokes dispatched to it more than the `dispatched`
+   * it accounts for: then it is left to expire.
+   */
+  readonly retireWorker: (workerId: string, dispatched: number) => Effect.Effect<void, StoreError>
 
   /** Whether claims' offers are taken up: invokes may lease to idle workers (see ClaimOptions.offer). */
   readonly offers: boolean

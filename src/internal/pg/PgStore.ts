@@ -475,8 +475,8 @@ export const make = (
         (rows) => rows.length === 0 ? 0 : Number(rows[0]!.dispatched)
       )
 
-    const retireWorker: StoreService["retireWorker"] = (workerId) =>
-      Effect.asVoid(runPlanned("retireWorker", Q.retireWorker, [workerId]))
+    const retireWorker: StoreService["retireWorker"] = (workerId, dispatched) =>
+      Effect.asVoid(runPlanned("retireWorker", Q.retireWorker, [workerId, dispatched]))
 
     const promoteDue: StoreService["promoteDue"] = Effect.gen(function*() {
       const [row] = yield* runPlanned<{ queues: Array<string>; more: boolean; next_ms: number | null }>("promoteDue", Q.promoteDue)

@@ -274,8 +274,13 @@ export const queries = (S: string) => ({
    */
   withdrawOffer: `UPDATE ${S}.workers SET offered = 0 WHERE id = $1 RETURNING dispatched`,
 
-  /** A worker that stopped with nothing leased: its lease goes. */
-  retireWorker: `DELETE FROM ${S}.workers WHERE id = $1`,
+  /**
+   * A worker that stopped with nothing leased: its lease goes, unless an
+   * invoke may still have dispatched something to it unseen (0011): an offer
+   * standing, or more dispatches counted ($2 what the worker accounts for).
+   * Then the row is left to expire, and lease recovery gives those back.
+   */
+  retireWorker: `DELETE FROM ${S}.workers WHERE id = $1 AND offered = 0 AND dispatched = $2`,
 
   /**
    * Ends leases as a dead worker's end: the executions leased to one of $1
