@@ -231,6 +231,12 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     let dispatchesDue: number | undefined
     /** What the next look for orphans accounts for (every dispatch before it is then received or given back). */
     let dispatchesCovered = 0
+    /**
+     * Dispatches were lost with the listener up (as far as the store knew):
+     * its connection may be dead without a word. No more offers until it is
+     * in place again (the next Reconnected); claims carry on.
+     */
+    let offersSuspended = false
     /** Handlers left running at shutdown: their executions are no orphans. */
     const leftRunning = new Set<string>()
     const wakeups = yield* Queue.sliding<void>(1)
@@ -580,7 +586,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       Effect.gen(function*() {
         const seq = wantedSeq
         // Slots free now and not promised to the buffer: offered if the claim comes back short.
-        const offer = store.offers ? Math.max(0, free - buffered.length) : 0
+        const offer = store.offers && !offersSuspended ? Math.max(0, free - buffered.length) : 0
         if (offer > 0) offered = true
         const claimed = yield* store.claim({ queue, tasks, limit, workerId, leaseMillis: config.leaseMillis, offer, offerMillis }).pipe(
           Effect.ensuring(startPeriodic),
@@ -772,6 +778,8 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         if (dispatchesDue !== undefined && dispatchesReceived < dispatchesDue) {
           orphansUnchecked = true
           dispatchesCovered = Math.max(dispatchesCovered, dispatchesDue)
+          offersSuspended = true
+          yield* Effect.logWarning("effect-conductor: executions dispatched to this worker never arrived; it takes no more until its listener reconnects")
         }
         if (result.value.dispatched < receivedBefore) {
           // The worker's row was made anew (a lease recovery took the old one):
@@ -841,6 +849,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
             yield* Effect.flatMap(storeNow, arm)
             break
           case "Reconnected":
+            offersSuspended = false
             // Executions dispatched while the listener was down never
             // arrived: give them back (they are leased to this worker).
             if (signal.afterLoss && offered) {

@@ -162,15 +162,17 @@ layer(pgStack(), { excludeTestServices: true })("direct dispatch", (it) => {
     Effect.gen(function*() {
       const conductor = yield* Conductor
       const { quietWithOffer, layer } = yield* loggedWorker
-      const { result, attempts } = yield* withWorker(JobLive, { ...worker, heartbeatInterval: "200 millis" }, Effect.gen(function*() {
+      const { result, attempts, offeredAfter } = yield* withWorker(JobLive, { ...worker, heartbeatInterval: "200 millis" }, Effect.gen(function*() {
         yield* quietWithOffer
         const id = yield* dispatchUnheard(4, quietWithOffer)
         const result = yield* conductor.result(Job, id)
-        return { result, attempts: (yield* conductor.get(id)).attempts }
+        return { result, attempts: (yield* conductor.get(id)).attempts, offeredAfter: yield* offered }
       })).pipe(Effect.provide(layer), Effect.timeout("20 seconds"))
       assert.strictEqual(result, 8)
       // Given back with its attempt unused, then claimed.
       assert.strictEqual(attempts, 1)
+      // Its listener looks dead: the claim that took it offered nothing.
+      assert.strictEqual(offeredAfter, 0)
     }))
 
   it.effect("what was dispatched while the listener's connection was lost is given back once it is in place again, and runs", () =>
