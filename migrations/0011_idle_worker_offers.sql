@@ -36,10 +36,12 @@ ALTER TABLE {{schema}}.workers
 CREATE INDEX workers_offers_idx ON {{schema}}.workers (queue) WHERE offered > 0;
 
 -- claim (0010), with the offer: p_offer slots free (0: none), for p_offer_ms.
+-- p_received: the dispatches the worker has received; those counted beyond it
+-- are on their way to it (their NOTIFY not yet there) and take slots too.
 -- The first claim function stays for workers of the previous version during a
 -- rolling upgrade (they make no offers).
 CREATE OR REPLACE FUNCTION {{schema}}.claim(queue_name text, task_names text[], n integer, p_owner uuid, p_lease_ms float8,
-                                            p_offer integer, p_offer_ms float8)
+                                            p_offer integer, p_offer_ms float8, p_received bigint)
 RETURNS TABLE (id uuid, task text, queue text, payload jsonb, attempts integer, max_attempts integer, parent_id uuid, fresh boolean)
 LANGUAGE plpgsql
 SET enable_sort = off
@@ -78,7 +80,8 @@ BEGIN
   GET DIAGNOSTICS taken = ROW_COUNT;
   IF taken < n AND p_offer > taken THEN
     UPDATE {{schema}}.workers w
-    SET offered = p_offer - taken, offered_until = now() + p_offer_ms * interval '1 millisecond',
+    SET offered = greatest(p_offer - taken - greatest(w.dispatched - p_received, 0), 0),
+        offered_until = now() + p_offer_ms * interval '1 millisecond',
         queue = queue_name, tasks = task_names
     WHERE w.id = p_owner;
   END IF;

@@ -588,7 +588,16 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         // Slots free now and not promised to the buffer: offered if the claim comes back short.
         const offer = store.offers && !offersSuspended ? Math.max(0, free - buffered.length) : 0
         if (offer > 0) offered = true
-        const claimed = yield* store.claim({ queue, tasks, limit, workerId, leaseMillis: config.leaseMillis, offer, offerMillis }).pipe(
+        const claimed = yield* store.claim({
+          queue,
+          tasks,
+          limit,
+          workerId,
+          leaseMillis: config.leaseMillis,
+          offer,
+          offerMillis,
+          received: dispatchesReceived
+        }).pipe(
           Effect.ensuring(startPeriodic),
           Effect.catch((error) => Effect.as(Effect.andThen(warn("claim")(error), giveBackOrphans), []))
         )

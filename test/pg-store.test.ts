@@ -547,6 +547,31 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
     }))
 })
 
+layer(pgStack(), { excludeTestServices: true })("offers", (it) => {
+  it.effect("a claim that comes back short offers the slots free, less those dispatches on their way to the worker take", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const store = yield* Store
+      const sql = yield* SqlClient.SqlClient
+      // Offers are made only while the store's listener is in place.
+      yield* listening(yield* store.signals)
+      const worker = crypto.randomUUID()
+      const offered = Effect.map(
+        sql<{ offered: number }>`SELECT offered FROM conductor.workers WHERE id = ${worker}`,
+        (rows) => rows[0]!.offered
+      )
+      const claim = (received: number) =>
+        store.claim({ queue: "offers", tasks: ["t"], limit: 5, workerId: worker, leaseMillis: 60_000, offer: 3, offerMillis: 60_000, received })
+      assert.deepStrictEqual(yield* claim(0), [])
+      assert.strictEqual(yield* offered, 3)
+      // Two invokes took slots; their NOTIFYs have not reached the worker.
+      yield* sql`UPDATE conductor.workers SET dispatched = 2 WHERE id = ${worker}`
+      yield* claim(0)
+      assert.strictEqual(yield* offered, 1)
+      yield* claim(2)
+      assert.strictEqual(yield* offered, 3)
+    })))
+})
+
 layer(pgStack(), { excludeTestServices: true })("retiring a worker", (it) => {
   it.effect("a worker's row goes only with no offer standing and every dispatch to it accounted for", () =>
     Effect.gen(function*() {

@@ -81,6 +81,11 @@ export interface ClaimOptions {
    */
   readonly offer?: number | undefined
   readonly offerMillis?: number | undefined
+  /**
+   * The dispatches the worker has received so far: those the store counted
+   * beyond it are still on their way, and take offered slots.
+   */
+  readonly received?: number | undefined
 }
 
 export interface ClaimedExecution {

@@ -333,7 +333,8 @@ export const make = (
           o.workerId,
           o.leaseMillis,
           listenerUp ? o.offer ?? 0 : 0,
-          o.offerMillis ?? 0
+          o.offerMillis ?? 0,
+          o.received ?? 0
         ]),
         toClaimed
       )
