@@ -52,7 +52,7 @@ const runAt = (ms: string, delay: string) =>
  * NOTIFY as the `json` the caller sent, byte for byte (its `jsonb` text would
  * add spaces).
  */
-export const dispatchPayloadBytes = 7000
+const dispatchPayloadBytes = 7000
 /** A new execution due later waits out of the claim index. */
 const initialStatus = (at: string) => `CASE WHEN ${at} > now() THEN 'scheduled' ELSE 'pending' END`
 
