@@ -214,6 +214,18 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     let offered = false
     /** Each poll claims, which renews the offer: it lasts two. */
     const offerMillis = 2 * config.pollMillis
+    /** The slots the standing offer was made with (by a claim that came back short); 0: none stands. */
+    let offerStanding = 0
+    /**
+     * Slots freed since the standing offer was made and not taken by the
+     * buffer. Once they reach half the offer they go back on it
+     * (`store.reoffer`): each dispatch uses up a slot of the offer, and
+     * without this an idle worker handed one invoke after another would run
+     * out of them until its next claim.
+     */
+    let credits = 0
+    /** Credits sent and not yet known to be committed: a claim leaves them out of its own offer. */
+    let creditsInFlight = 0
     /**
      * Executions given back as orphans that may have been dispatched to this
      * worker: their `Dispatched` signal, if it comes after all, is dropped.
@@ -453,6 +465,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       const id = control.claimed.id
       if (runs.get(id) === control) runs.delete(id)
       free++
+      if (offerStanding > 0 && buffered.length === 0 && !stopping && !offersSuspended) credits++
       if (stopping && runs.size === 0) Deferred.doneUnsafe(runsEnded, Effect.void)
       if (backlog && !stopping && buffered.length < config.concurrency) want()
       if (outcome === undefined && control.next !== undefined) {
@@ -585,9 +598,14 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     const claimNext = (tasks: ReadonlyArray<string>, limit: number) =>
       Effect.gen(function*() {
         const seq = wantedSeq
-        // Slots free now and not promised to the buffer: offered if the claim comes back short.
-        const offer = store.offers && !offersSuspended ? Math.max(0, free - buffered.length) : 0
+        // Slots free now and not promised to the buffer: offered if the claim
+        // comes back short. The freed slots not yet given back are among them;
+        // those given back and maybe not yet committed are left out (were they
+        // committed after this claim, they would count twice).
+        credits = 0
+        const offer = store.offers && !offersSuspended ? Math.max(0, free - buffered.length - creditsInFlight) : 0
         if (offer > 0) offered = true
+        let failed = false
         const claimed = yield* store.claim({
           queue,
           tasks,
@@ -599,9 +617,13 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
           received: dispatchesReceived
         }).pipe(
           Effect.ensuring(startPeriodic),
-          Effect.catch((error) => Effect.as(Effect.andThen(warn("claim")(error), giveBackOrphans), []))
+          Effect.catch((error) => {
+            failed = true
+            return Effect.as(Effect.andThen(warn("claim")(error), giveBackOrphans), [])
+          })
         )
         backlog = claimed.length === limit
+        offerStanding = failed || backlog ? 0 : offer
         wanted = backlog || wantedSeq !== seq
         claims++
         for (const execution of claimed) {
@@ -644,6 +666,16 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
           )
         )
         batch.forEach((outcome, i) => release(outcome.id, leases[i]))
+        if (credits > 0 && credits >= offerStanding / 2 && !stopping && !offersSuspended) {
+          const slots = credits
+          credits = 0
+          creditsInFlight += slots
+          // Lost, it only leaves the offer smaller until the next claim.
+          yield* store.reoffer(workerId, slots).pipe(
+            Effect.ignore,
+            Effect.ensuring(Effect.sync(() => (creditsInFlight -= slots)))
+          )
+        }
       })
     /**
      * An execution this worker still holds under an earlier claim, taken

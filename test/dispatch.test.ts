@@ -47,6 +47,7 @@ const loggedWorker = Effect.gen(function*() {
             Effect.tap(store.claim(options), (claimed) => Effect.sync(() => claimed.forEach((e) => claimedIds.add(e.id))))
           ),
         heartbeat: (workerId, ids, leaseMillis) => logged("heartbeat", store.heartbeat(workerId, ids, leaseMillis)),
+        reoffer: (workerId, slots) => logged("reoffer", store.reoffer(workerId, slots)),
         recoverExpiredLeases: logged("recover", store.recoverExpiredLeases)
       }))
   )
@@ -64,7 +65,12 @@ const loggedWorker = Effect.gen(function*() {
       yield* Queue.take(ended)
     }
   })
-  return { claimedIds, quietWithOffer, layer }
+  /** Returns once the worker has `n` slots on offer (after one of its statements, a slot given back, say). */
+  const offering = (n: number) =>
+    Effect.gen(function*() {
+      while ((yield* offered) < n) yield* Queue.take(ended)
+    })
+  return { claimedIds, quietWithOffer, offering, layer }
 })
 
 /** Slots the worker of the test's body has on offer now. */
@@ -115,6 +121,27 @@ layer(pgStack(), { excludeTestServices: true })("direct dispatch", (it) => {
       })).pipe(Effect.provide(layer), Effect.timeout("20 seconds"))
       assert.strictEqual(result, 42)
       assert.strictEqual(attempts, 1)
+    }))
+
+  it.effect("slots freed after their dispatches go back on the offer: invoke after invoke is handed over, none claimed", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const { claimedIds, quietWithOffer, offering, layer } = yield* loggedWorker
+      const ids = yield* withWorker(JobLive, worker, Effect.gen(function*() {
+        yield* quietWithOffer
+        const ids: Array<string> = []
+        // Two slots offered: without them given back, the third invoke found none and was claimed.
+        for (let n = 0; n < 6; n++) {
+          // Given back once half the offer is free again (here, after each).
+          // Without that, the offer stays short: go on, and the claims show it.
+          yield* Effect.timeoutOption(offering(2), "5 seconds")
+          const id = yield* conductor.invoke(Job, { n })
+          assert.strictEqual(yield* conductor.result(Job, id), n * 2)
+          ids.push(id)
+        }
+        return ids
+      })).pipe(Effect.provide(layer), Effect.timeout("60 seconds"))
+      assert.deepStrictEqual(ids.filter((id) => claimedIds.has(id)), [])
     }))
 
   it.effect("a payload too large for a NOTIFY, and an invoke inside the caller's transaction, wait for a claim", () =>

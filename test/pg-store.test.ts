@@ -570,6 +570,27 @@ layer(pgStack(), { excludeTestServices: true })("offers", (it) => {
       yield* claim(2)
       assert.strictEqual(yield* offered, 3)
     })))
+
+  it.effect("freed slots go back on a standing offer, never on a withdrawn one", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const store = yield* Store
+      const sql = yield* SqlClient.SqlClient
+      yield* listening(yield* store.signals)
+      const worker = crypto.randomUUID()
+      const offered = Effect.map(
+        sql<{ offered: number }>`SELECT offered FROM conductor.workers WHERE id = ${worker}`,
+        (rows) => rows[0]!.offered
+      )
+      yield* store.claim({ queue: "offers", tasks: ["t"], limit: 5, workerId: worker, leaseMillis: 60_000, offer: 3, offerMillis: 60_000, received: 0 })
+      // Two invokes took slots; their executions ended and freed them.
+      yield* sql`UPDATE conductor.workers SET offered = 1, dispatched = 2 WHERE id = ${worker}`
+      yield* store.reoffer(worker, 2)
+      assert.strictEqual(yield* offered, 3)
+      // A stopping worker withdrew its offer: a slot given back later does not revive it.
+      assert.strictEqual(yield* store.withdrawOffer(worker), 2)
+      yield* store.reoffer(worker, 1)
+      assert.strictEqual(yield* offered, 0)
+    })))
 })
 
 layer(pgStack(), { excludeTestServices: true })("retiring a worker", (it) => {

@@ -302,6 +302,13 @@ export interface StoreService {
   readonly withdrawOffer: (workerId: string) => Effect.Effect<number, StoreError>
 
   /**
+   * Puts `slots` freed since the worker's standing offer was made back on it
+   * (nothing when no offer stands: a claim came back full since, or the
+   * offer was withdrawn or lapsed).
+   */
+  readonly reoffer: (workerId: string, slots: number) => Effect.Effect<void, StoreError>
+
+  /**
    * Moves due scheduled and waiting executions to pending (a bounded batch)
    * and signals their queues. Returns the earliest run_at of the scheduled
    * and waiting executions it left (in the past for a due one it could not

@@ -653,6 +653,7 @@ export const makeWithInspector: Effect.Effect<
     // Nothing to save here: a claim is as quick as a dispatch would be.
     offers: false,
     withdrawOffer: () => Effect.succeed(0),
+    reoffer: () => Effect.void,
     promoteDue,
     cancel,
     get,

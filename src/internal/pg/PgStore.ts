@@ -476,6 +476,10 @@ export const make = (
         (rows) => rows.length === 0 ? 0 : Number(rows[0]!.dispatched)
       )
 
+    const reoffer: StoreService["reoffer"] = (workerId, slots) =>
+      // Offers are made only while the listener is up (see claim).
+      listenerUp ? Effect.asVoid(runPlanned("reoffer", Q.reoffer, [workerId, slots])) : Effect.void
+
     const retireWorker: StoreService["retireWorker"] = (workerId, dispatched) =>
       Effect.asVoid(runPlanned("retireWorker", Q.retireWorker, [workerId, dispatched]))
 
@@ -652,6 +656,7 @@ export const make = (
       abandon,
       retireWorker,
       withdrawOffer,
+      reoffer,
       offers: true,
       promoteDue,
       setRetention,

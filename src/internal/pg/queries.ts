@@ -270,9 +270,24 @@ export const queries = (S: string) => ({
   /**
    * A stopping worker's offer (migrations/0011) ends; returns how many
    * executions were dispatched to it in all. It waits for an invoke that
-   * holds the row: once it commits, nothing more is dispatched to $1.
+   * holds the row: once it commits, nothing more is dispatched to $1, and
+   * slots given back later (`reoffer`) find no offer to go back on.
    */
-  withdrawOffer: `UPDATE ${S}.workers SET offered = 0 WHERE id = $1 RETURNING dispatched`,
+  withdrawOffer: `UPDATE ${S}.workers SET offered = 0, offered_until = NULL WHERE id = $1 RETURNING dispatched`,
+
+  /**
+   * Slots freed since the standing offer was made go back on it ($2 more),
+   * so an idle worker keeps being handed invokes between its claims. Only
+   * while the offer stands: a withdrawn one (offered_until NULL) or one
+   * lapsed stays ended. Like a claim's, the commit does not wait for the
+   * WAL flush: an offer lost in a crash costs only a claim.
+   */
+  reoffer: `
+    WITH relaxed AS MATERIALIZED (
+      SELECT set_config('synchronous_commit', 'off', true) AS setting
+    )
+    UPDATE ${S}.workers SET offered = offered + $2 FROM relaxed
+    WHERE id = $1 AND offered_until > now()`,
 
   /**
    * A worker that stopped with nothing leased: its lease goes, unless an
