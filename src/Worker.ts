@@ -465,7 +465,8 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       const id = control.claimed.id
       if (runs.get(id) === control) runs.delete(id)
       free++
-      if (offerStanding > 0 && buffered.length === 0 && !stopping && !offersSuspended) credits++
+      // A slot that stays free (not taken by the buffer, nor by this execution claimed again).
+      if (offerStanding > 0 && buffered.length === 0 && control.next === undefined && !stopping && !offersSuspended) credits++
       if (stopping && runs.size === 0) Deferred.doneUnsafe(runsEnded, Effect.void)
       if (backlog && !stopping && buffered.length < config.concurrency) want()
       if (outcome === undefined && control.next !== undefined) {
@@ -623,7 +624,11 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
           })
         )
         backlog = claimed.length === limit
-        offerStanding = failed || backlog ? 0 : offer
+        // As the claim function decides: an offer stands when the claim came
+        // back short with slots left over (migrations/0011); any other claim
+        // ended it (0012).
+        offerStanding = failed || backlog || claimed.length >= offer ? 0 : offer
+        if (offerStanding === 0) credits = 0
         wanted = backlog || wantedSeq !== seq
         claims++
         for (const execution of claimed) {
@@ -666,15 +671,16 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
           )
         )
         batch.forEach((outcome, i) => release(outcome.id, leases[i]))
-        if (credits > 0 && credits >= offerStanding / 2 && !stopping && !offersSuspended) {
+        if (offerStanding > 0 && credits > 0 && credits >= offerStanding / 2 && !stopping && !offersSuspended) {
           const slots = credits
           credits = 0
           creditsInFlight += slots
+          // Apart: it may wait for the row a claim holds, and outcomes need not.
           // Lost, it only leaves the offer smaller until the next claim.
-          yield* store.reoffer(workerId, slots).pipe(
-            Effect.ignore,
+          yield* Effect.forkChild(store.reoffer(workerId, slots).pipe(
+            Effect.catch((error) => Effect.logDebug(`effect-conductor: giving back ${slots} slot(s) to the offer failed`, error)),
             Effect.ensuring(Effect.sync(() => (creditsInFlight -= slots)))
-          )
+          ))
         }
       })
     /**

@@ -127,21 +127,33 @@ layer(pgStack(), { excludeTestServices: true })("direct dispatch", (it) => {
     Effect.gen(function*() {
       const conductor = yield* Conductor
       const { claimedIds, quietWithOffer, offering, layer } = yield* loggedWorker
-      const ids = yield* withWorker(JobLive, worker, Effect.gen(function*() {
-        yield* quietWithOffer
+      const { ids, seen } = yield* withWorker(JobLive, worker, Effect.gen(function*() {
+        // The first dispatched one: an invoke that meets the worker's row held
+        // by one of its start-up claims is claimed instead (see above).
+        for (let tries = 0; tries < 20; tries++) {
+          yield* quietWithOffer
+          const id = yield* conductor.invoke(Job, { n: -1 })
+          yield* conductor.result(Job, id)
+          if (!claimedIds.has(id)) break
+        }
         const ids: Array<string> = []
-        // Two slots offered: without them given back, the third invoke found none and was claimed.
+        const seen: Array<number> = []
+        // Two slots offered: without them given back, the second invoke from
+        // here found none and was claimed.
         for (let n = 0; n < 6; n++) {
           // Given back once half the offer is free again (here, after each).
           // Without that, the offer stays short: go on, and the claims show it.
           yield* Effect.timeoutOption(offering(2), "5 seconds")
+          seen.push(yield* offered)
           const id = yield* conductor.invoke(Job, { n })
           assert.strictEqual(yield* conductor.result(Job, id), n * 2)
           ids.push(id)
         }
-        return ids
+        return { ids, seen }
       })).pipe(Effect.provide(layer), Effect.timeout("60 seconds"))
       assert.deepStrictEqual(ids.filter((id) => claimedIds.has(id)), [])
+      // Never more than the worker's two slots.
+      assert.deepStrictEqual(seen, [2, 2, 2, 2, 2, 2])
     }))
 
   it.effect("a payload too large for a NOTIFY, and an invoke inside the caller's transaction, wait for a claim", () =>

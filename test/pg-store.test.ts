@@ -571,7 +571,7 @@ layer(pgStack(), { excludeTestServices: true })("offers", (it) => {
       assert.strictEqual(yield* offered, 3)
     })))
 
-  it.effect("freed slots go back on a standing offer, never on a withdrawn one", () =>
+  it.effect("freed slots go back on a standing offer, never on one a claim, a lapse or a withdrawal ended", () =>
     Effect.scoped(Effect.gen(function*() {
       const store = yield* Store
       const sql = yield* SqlClient.SqlClient
@@ -581,11 +581,26 @@ layer(pgStack(), { excludeTestServices: true })("offers", (it) => {
         sql<{ offered: number }>`SELECT offered FROM conductor.workers WHERE id = ${worker}`,
         (rows) => rows[0]!.offered
       )
-      yield* store.claim({ queue: "offers", tasks: ["t"], limit: 5, workerId: worker, leaseMillis: 60_000, offer: 3, offerMillis: 60_000, received: 0 })
+      const claim = (limit: number) =>
+        store.claim({ queue: "offers", tasks: ["t"], limit, workerId: worker, leaseMillis: 60_000, offer: 3, offerMillis: 60_000, received: 2 })
+      yield* claim(5)
       // Two invokes took slots; their executions ended and freed them.
       yield* sql`UPDATE conductor.workers SET offered = 1, dispatched = 2 WHERE id = ${worker}`
       yield* store.reoffer(worker, 2)
       assert.strictEqual(yield* offered, 3)
+      // A claim that makes no new offer (here it came back full) ends the offer:
+      // a slot given back after it does not revive it.
+      yield* sql`INSERT INTO conductor.executions (id, task, queue, status, payload, max_attempts)
+        VALUES (${crypto.randomUUID()}, 't', 'offers', 'pending', '{}', 1)`
+      assert.strictEqual((yield* claim(1)).length, 1)
+      yield* store.reoffer(worker, 1)
+      assert.strictEqual(yield* offered, 0)
+      // Nor a lapsed offer.
+      yield* claim(5)
+      yield* sql`UPDATE conductor.workers SET offered_until = now() - interval '1 second' WHERE id = ${worker}`
+      yield* store.reoffer(worker, 1)
+      assert.strictEqual(yield* offered, 3)
+      yield* sql`UPDATE conductor.workers SET offered_until = now() + interval '1 minute' WHERE id = ${worker}`
       // A stopping worker withdrew its offer: a slot given back later does not revive it.
       assert.strictEqual(yield* store.withdrawOffer(worker), 2)
       yield* store.reoffer(worker, 1)
