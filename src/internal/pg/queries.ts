@@ -278,8 +278,8 @@ export const queries = (S: string) => ({
   /**
    * Slots freed since the standing offer was made go back on it ($2 more),
    * so an idle worker keeps being handed invokes between its claims. Only
-   * while the offer stands: a withdrawn one (offered_until NULL) or one
-   * lapsed stays ended. Like a claim's, the commit does not wait for the
+   * while the offer stands: one withdrawn or ended by a claim that made no
+   * new offer (offered_until NULL, migrations/0012) or one lapsed stays ended. Like a claim's, the commit does not wait for the
    * WAL flush: an offer lost in a crash costs only a claim.
    */
   reoffer: `
