@@ -547,18 +547,26 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
     }))
 })
 
+/**
+ * A store listening (offers are made only while its listener is in place),
+ * a worker id, and what that worker's row has on offer.
+ */
+const offerSetUp = Effect.gen(function*() {
+  const store = yield* Store
+  const sql = yield* SqlClient.SqlClient
+  yield* listening(yield* store.signals)
+  const worker = crypto.randomUUID()
+  const offered = Effect.map(
+    sql<{ offered: number }>`SELECT offered FROM conductor.workers WHERE id = ${worker}`,
+    (rows) => rows[0]!.offered
+  )
+  return { store, sql, worker, offered }
+})
+
 layer(pgStack(), { excludeTestServices: true })("offers", (it) => {
   it.effect("a claim that comes back short offers the slots free, less those dispatches on their way to the worker take", () =>
     Effect.scoped(Effect.gen(function*() {
-      const store = yield* Store
-      const sql = yield* SqlClient.SqlClient
-      // Offers are made only while the store's listener is in place.
-      yield* listening(yield* store.signals)
-      const worker = crypto.randomUUID()
-      const offered = Effect.map(
-        sql<{ offered: number }>`SELECT offered FROM conductor.workers WHERE id = ${worker}`,
-        (rows) => rows[0]!.offered
-      )
+      const { store, sql, worker, offered } = yield* offerSetUp
       const claim = (received: number) =>
         store.claim({ queue: "offers", tasks: ["t"], limit: 5, workerId: worker, leaseMillis: 60_000, offer: 3, offerMillis: 60_000, received })
       assert.deepStrictEqual(yield* claim(0), [])
@@ -573,14 +581,7 @@ layer(pgStack(), { excludeTestServices: true })("offers", (it) => {
 
   it.effect("freed slots go back on a standing offer, never on one a claim, a lapse or a withdrawal ended", () =>
     Effect.scoped(Effect.gen(function*() {
-      const store = yield* Store
-      const sql = yield* SqlClient.SqlClient
-      yield* listening(yield* store.signals)
-      const worker = crypto.randomUUID()
-      const offered = Effect.map(
-        sql<{ offered: number }>`SELECT offered FROM conductor.workers WHERE id = ${worker}`,
-        (rows) => rows[0]!.offered
-      )
+      const { store, sql, worker, offered } = yield* offerSetUp
       const claim = (limit: number) =>
         store.claim({ queue: "offers", tasks: ["t"], limit, workerId: worker, leaseMillis: 60_000, offer: 3, offerMillis: 60_000, received: 2 })
       yield* claim(5)
