@@ -90,7 +90,7 @@ const spawnWorkers = async (ctx: BenchContext, a: QueueAdapter, mode: "drain" | 
   )
 }
 
-const insertJobs = async (a: QueueAdapter, dbUrl: string, n: number, runAt?: Date) => {
+export const insertJobs = async (a: QueueAdapter, dbUrl: string, n: number, runAt?: Date) => {
   const ins = await a.inserter(dbUrl)
   const t0 = nowMs()
   try {
@@ -109,7 +109,7 @@ const insertJobs = async (a: QueueAdapter, dbUrl: string, n: number, runAt?: Dat
  * 100k or a million rows triggers an autovacuum that otherwise starts at some
  * moment of the next minute, inside one timed drain and not another.
  */
-const setUp = async (a: QueueAdapter, dbUrl: string) => {
+export const setUp = async (a: QueueAdapter, dbUrl: string) => {
   await a.setup(dbUrl)
   await withClient(dbUrl, async (c) => {
     // Plain tables and partitions (a partitioned parent stores nothing, and takes no such setting).

@@ -68,8 +68,11 @@ const adapterFor = (name: string, history: History): QueueAdapter => ({
     )
 })
 
+/** Also drained in the measuring process by `bench:inprocess`. */
+export const adapter = adapterFor("conductor", defaultHistory)
+
 export const conductor: BenchSystem = {
-  ...queueSystem(adapterFor("conductor", defaultHistory)),
+  ...queueSystem(adapter),
   w3: (ctx, p) =>
     runSteps(ctx, p, { module: workerModule("conductor-steps") }, async (dbUrl) => {
       const { runtime } = await clientRuntime(dbUrl)

@@ -21,7 +21,8 @@ const SCHEMA = `
   create table bench_workflows (id bigint primary key, status text not null);
   create table bench_steps (workflow_id bigint not null, step int not null, output jsonb, primary key (workflow_id, step));`
 
-const adapter: QueueAdapter = {
+/** Also drained in the measuring process by `bench:inprocess`. */
+export const adapter: QueueAdapter = {
   name: "sql-baseline",
   settings: () => ({
     queue: "one table (identity id, run_at, failed, jsonb payload) + partial index (run_at, id) where not failed",

@@ -1,0 +1,112 @@
+// W1 with each system's worker in this process: no child process, no IPC, no
+// runner beside it. Run from the repo root with `npm run bench:inprocess`.
+//
+// It splits a drain's CPU between the worker (this process's CPU, which while
+// the clock runs is the worker's but for a check of the drain's end every
+// 2 ms) and Postgres (every local `postgres` process), so two systems' costs
+// per job can be compared side by side. The worker modules and the set-up, insert and settle steps are
+// W1's own (bench/workers, bench/lib/queue.ts); rounds interleave the systems
+// on one server with the bench's settings, and medians are printed.
+//
+// Env: BENCH_INPROCESS_SYSTEMS (comma list of conductor, sql-baseline; default
+// both), BENCH_INPROCESS_N (jobs, default 100000), BENCH_REPEAT (rounds,
+// default 3), DATABASE_URL.
+import { mkdirSync, writeFileSync } from "node:fs"
+import { pathToFileURL, fileURLToPath } from "node:url"
+import pg from "pg"
+import { checkpoint, readServerSettings, startServer } from "./lib/pg.ts"
+import { insertJobs, type QueueAdapter, setUp } from "./lib/queue.ts"
+import { median, postgresCpuMs, round, sleep } from "./lib/stats.ts"
+import type { WorkerFactory } from "./lib/worker-host.ts"
+import { adapter as conductor } from "./systems/conductor.ts"
+import { adapter as sqlBaseline } from "./systems/sql-baseline.ts"
+
+const env = process.env
+const N = Number(env.BENCH_INPROCESS_N ?? 100_000)
+const ROUNDS = Number(env.BENCH_REPEAT ?? 3)
+const SYSTEMS: Record<string, QueueAdapter> = { conductor, "sql-baseline": sqlBaseline }
+const chosen = env.BENCH_INPROCESS_SYSTEMS ? env.BENCH_INPROCESS_SYSTEMS.split(",").map((s) => s.trim()) : Object.keys(SYSTEMS)
+for (const name of chosen) {
+  if (!SYSTEMS[name]) {
+    console.error(`unknown system "${name}"; known: ${Object.keys(SYSTEMS).join(", ")}`)
+    process.exit(2)
+  }
+}
+
+const T0 = Date.now()
+const log = (line: string) => process.stderr.write(`[inprocess ${((Date.now() - T0) / 1000).toFixed(1).padStart(6)}s] ${line}\n`)
+const server = await startServer((line) => env.BENCH_PG_LOG === "1" && log(line))
+interface Run { jobsPerSec: number; workerCpuUsPerJob: number; pgCpuUsPerJob: number }
+const runs: Record<string, Array<Run>> = Object.fromEntries(chosen.map((name) => [name, []]))
+
+const runOne = async (name: string, r: number): Promise<Run> => {
+  const a = SYSTEMS[name]!
+  const dbName = `inprocess_${r}_${chosen.indexOf(name)}_${Date.now()}`
+  const dbUrl = await server.createDatabase(dbName)
+  try {
+    await setUp(a, dbUrl)
+    await insertJobs(a, dbUrl, N)
+    const spec = a.worker("drain")
+    const factory = (await import(pathToFileURL(spec.module).href)).default as WorkerFactory
+    let handled = 0
+    const worker = await factory({ dbUrl, options: spec.options, onJob: () => void handled++ })
+    const c = new pg.Client({ connectionString: dbUrl })
+    await c.connect()
+    try {
+      await c.query("analyze")
+      await checkpoint(server.url)
+      // As W1 ends a drain: every handler has run, and every completion is committed.
+      const done = async () => {
+        if (handled < N) return false
+        const committed = worker.committed ? await worker.committed() : null
+        return committed === null ? (await a.remaining(c)) === 0 : committed >= N
+      }
+      const cpu0 = process.cpuUsage()
+      const pg0 = postgresCpuMs()
+      const t0 = performance.now()
+      await worker.start()
+      while (!(await done())) await sleep(2)
+      const seconds = (performance.now() - t0) / 1000
+      const cpu = process.cpuUsage(cpu0)
+      const pgMs = postgresCpuMs() - pg0
+      return { jobsPerSec: N / seconds, workerCpuUsPerJob: (cpu.user + cpu.system) / N, pgCpuUsPerJob: (pgMs * 1000) / N }
+    } finally {
+      await worker.stop()
+      await c.end()
+    }
+  } finally {
+    await server.dropDatabase(dbName)
+  }
+}
+
+try {
+  const settings = await readServerSettings(server.url)
+  log(`server ${server.source}: ${JSON.stringify(settings)}`)
+  for (let r = 0; r < ROUNDS; r++) {
+    const order = chosen.map((_, i) => chosen[(i + r) % chosen.length]!)
+    for (const name of order) {
+      const run = await runOne(name, r)
+      runs[name]!.push(run)
+      log(`${name} #${r + 1}: ${JSON.stringify(Object.fromEntries(Object.entries(run).map(([k, v]) => [k, round(v, 1)])))}`)
+    }
+  }
+  const med = (name: string, key: keyof Run) => median(runs[name]!.map((r) => r[key]))
+  const reference = runs["sql-baseline"] ? med("sql-baseline", "jobsPerSec") : undefined
+  const lines = [
+    `### W1 in one process: ${N.toLocaleString("en-US")} jobs, each system's worker in the measuring process, medians of ${ROUNDS}`,
+    "",
+    `| system | drain jobs/s | x sql-baseline | worker CPU µs/job | Postgres CPU µs/job |`,
+    `|---|---:|---:|---:|---:|`,
+    ...chosen.map((name) =>
+      `| ${name} | ${Math.round(med(name, "jobsPerSec")).toLocaleString("en-US")} | ${reference ? round(med(name, "jobsPerSec") / reference, 2).toFixed(2) : "-"} | ${round(med(name, "workerCpuUsPerJob"), 1)} | ${round(med(name, "pgCpuUsPerJob"), 1)} |`
+    )
+  ]
+  console.log(lines.join("\n"))
+  const dir = fileURLToPath(new URL("./results/", import.meta.url))
+  mkdirSync(dir, { recursive: true })
+  const file = `${dir}inprocess-${new Date().toISOString().replace(/[:.]/g, "-")}.json`
+  writeFileSync(file, JSON.stringify({ n: N, rounds: ROUNDS, settings, runs }, null, 2))
+  log(`wrote ${file}`)
+} finally {
+  await server.stop()
+}
