@@ -6,7 +6,8 @@
 // The revision is checked out in a temporary git worktree that borrows this
 // checkout's node_modules and bench/node_modules (its bench/node_modules/
 // effect-conductor points at the worktree), and both are built. Then `run.ts`
-// runs `rounds` times (default 3) on each side, alternating which goes first,
+// runs `rounds` times (default 4; an odd count is rounded up, so that each
+// side goes first as often as the other) on each side, alternating which goes first,
 // with BENCH_REPEAT=1 and BENCH_SYSTEMS=conductor unless set; every other
 // BENCH_* variable passes through (e.g. BENCH_WORKLOADS=w1 BENCH_W1_SIZES=20000).
 // Each side runs its own revision's bench harness. Prints, per case and
@@ -27,14 +28,20 @@ if (!revision) {
   console.error("usage: npm run bench:compare -- <revision> [rounds]")
   process.exit(2)
 }
-const rounds = Number(roundsArg ?? 3)
-if (!Number.isInteger(rounds) || rounds < 1) {
+const requested = Number(roundsArg ?? 4)
+if (!Number.isInteger(requested) || requested < 1) {
   console.error(`rounds must be a positive integer, got ${roundsArg}`)
   process.exit(2)
 }
 
 const T0 = Date.now()
 const log = (line: string) => process.stderr.write(`[compare ${((Date.now() - T0) / 1000).toFixed(1).padStart(6)}s] ${line}\n`)
+// The side that runs second in a round can meet what the first left behind:
+// W4's runs each insert two million rows, and in 5 rounds the side that went
+// second three times read 10% slower on a drain the change could not touch.
+// With an even count each side goes first equally often.
+const rounds = requested % 2 === 0 ? requested : requested + 1
+if (rounds !== requested) log(`${requested} rounds rounded up to ${rounds}, so that each side goes first as often as the other`)
 const git = (...args: string[]) => execFileSync("git", ["-C", repoDir, ...args], { encoding: "utf8" }).trim()
 const sh = (cwd: string, cmd: string, args: string[]) => execFileSync(cmd, args, { cwd, stdio: ["ignore", "ignore", "inherit"] })
 
