@@ -11,11 +11,11 @@
 // Env: BENCH_INPROCESS_SYSTEMS (comma list of conductor, sql-baseline; default
 // both), BENCH_INPROCESS_N (jobs, default 100000), BENCH_REPEAT (rounds,
 // default 3), DATABASE_URL.
-import { mkdirSync, writeFileSync } from "node:fs"
-import { pathToFileURL, fileURLToPath } from "node:url"
+import { pathToFileURL } from "node:url"
 import pg from "pg"
 import { checkpoint, readServerSettings, startServer } from "./lib/pg.ts"
 import { insertJobs, type QueueAdapter, setUp } from "./lib/queue.ts"
+import { chooseNames, makeLog, runRounds, writeResults } from "./lib/rounds.ts"
 import { median, postgresCpuMs, round, sleep } from "./lib/stats.ts"
 import type { WorkerFactory } from "./lib/worker-host.ts"
 import { adapter as conductor } from "./systems/conductor.ts"
@@ -25,19 +25,10 @@ const env = process.env
 const N = Number(env.BENCH_INPROCESS_N ?? 100_000)
 const ROUNDS = Number(env.BENCH_REPEAT ?? 3)
 const SYSTEMS: Record<string, QueueAdapter> = { conductor, "sql-baseline": sqlBaseline }
-const chosen = env.BENCH_INPROCESS_SYSTEMS ? env.BENCH_INPROCESS_SYSTEMS.split(",").map((s) => s.trim()) : Object.keys(SYSTEMS)
-for (const name of chosen) {
-  if (!SYSTEMS[name]) {
-    console.error(`unknown system "${name}"; known: ${Object.keys(SYSTEMS).join(", ")}`)
-    process.exit(2)
-  }
-}
-
-const T0 = Date.now()
-const log = (line: string) => process.stderr.write(`[inprocess ${((Date.now() - T0) / 1000).toFixed(1).padStart(6)}s] ${line}\n`)
+const chosen = chooseNames(env.BENCH_INPROCESS_SYSTEMS, Object.keys(SYSTEMS), "system")
+const log = makeLog("inprocess")
 const server = await startServer((line) => env.BENCH_PG_LOG === "1" && log(line))
 interface Run { jobsPerSec: number; workerCpuUsPerJob: number; pgCpuUsPerJob: number }
-const runs: Record<string, Array<Run>> = Object.fromEntries(chosen.map((name) => [name, []]))
 
 const runOne = async (name: string, r: number): Promise<Run> => {
   const a = SYSTEMS[name]!
@@ -82,14 +73,7 @@ const runOne = async (name: string, r: number): Promise<Run> => {
 try {
   const settings = await readServerSettings(server.url)
   log(`server ${server.source}: ${JSON.stringify(settings)}`)
-  for (let r = 0; r < ROUNDS; r++) {
-    const order = chosen.map((_, i) => chosen[(i + r) % chosen.length]!)
-    for (const name of order) {
-      const run = await runOne(name, r)
-      runs[name]!.push(run)
-      log(`${name} #${r + 1}: ${JSON.stringify(Object.fromEntries(Object.entries(run).map(([k, v]) => [k, round(v, 1)])))}`)
-    }
-  }
+  const runs = await runRounds(chosen, ROUNDS, runOne, log)
   const med = (name: string, key: keyof Run) => median(runs[name]!.map((r) => r[key]))
   const reference = runs["sql-baseline"] ? med("sql-baseline", "jobsPerSec") : undefined
   const lines = [
@@ -102,11 +86,7 @@ try {
     )
   ]
   console.log(lines.join("\n"))
-  const dir = fileURLToPath(new URL("./results/", import.meta.url))
-  mkdirSync(dir, { recursive: true })
-  const file = `${dir}inprocess-${new Date().toISOString().replace(/[:.]/g, "-")}.json`
-  writeFileSync(file, JSON.stringify({ n: N, rounds: ROUNDS, settings, runs }, null, 2))
-  log(`wrote ${file}`)
+  writeResults("inprocess", { n: N, rounds: ROUNDS, settings, runs }, log)
 } finally {
   await server.stop()
 }

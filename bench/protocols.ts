@@ -28,10 +28,9 @@
 // Env: BENCH_PROTOCOLS (comma list of the names above, default all),
 // BENCH_PROTOCOLS_N (rows, default 100000), BENCH_PROTOCOLS_CONNECTIONS (8),
 // BENCH_PROTOCOLS_BATCH (100), BENCH_REPEAT (rounds, default 3), DATABASE_URL.
-import { mkdirSync, writeFileSync } from "node:fs"
-import { fileURLToPath } from "node:url"
 import pg from "pg"
 import { checkpoint, readServerSettings, startServer } from "./lib/pg.ts"
+import { chooseNames, makeLog, runRounds, writeResults } from "./lib/rounds.ts"
 import { median, postgresCpuMs, round } from "./lib/stats.ts"
 import { clientRuntime } from "./lib/conductor.ts"
 
@@ -164,19 +163,10 @@ const PROTOCOLS: Record<string, { setup?: (c: pg.Client) => Promise<unknown>; dr
   }
 }
 
-const chosen = env.BENCH_PROTOCOLS ? env.BENCH_PROTOCOLS.split(",").map((s) => s.trim()) : Object.keys(PROTOCOLS)
-for (const name of chosen) {
-  if (!PROTOCOLS[name]) {
-    console.error(`unknown protocol "${name}"; known: ${Object.keys(PROTOCOLS).join(", ")}`)
-    process.exit(2)
-  }
-}
-
-const T0 = Date.now()
-const log = (line: string) => process.stderr.write(`[protocols ${((Date.now() - T0) / 1000).toFixed(1).padStart(6)}s] ${line}\n`)
+const chosen = chooseNames(env.BENCH_PROTOCOLS, Object.keys(PROTOCOLS), "protocol")
+const log = makeLog("protocols")
 const server = await startServer((line) => env.BENCH_PG_LOG === "1" && log(line))
 interface Run { jobsPerSec: number; pgCpuUsPerJob: number; walBytesPerJob: number }
-const runs: Record<string, Array<Run>> = Object.fromEntries(chosen.map((name) => [name, []]))
 
 const runOne = async (name: string, r: number): Promise<Run> => {
   const protocol = PROTOCOLS[name]!
@@ -222,15 +212,7 @@ const runOne = async (name: string, r: number): Promise<Run> => {
 try {
   const settings = await readServerSettings(server.url)
   log(`server ${server.source}: ${JSON.stringify(settings)}`)
-  for (let r = 0; r < ROUNDS; r++) {
-    // Interleaved, and each round in a different order.
-    const order = chosen.map((_, i) => chosen[(i + r) % chosen.length]!)
-    for (const name of order) {
-      const run = await runOne(name, r)
-      runs[name]!.push(run)
-      log(`${name} #${r + 1}: ${JSON.stringify(Object.fromEntries(Object.entries(run).map(([k, v]) => [k, round(v, 1)])))}`)
-    }
-  }
+  const runs = await runRounds(chosen, ROUNDS, runOne, log)
   const med = (name: string, key: keyof Run) => median(runs[name]!.map((r) => r[key]))
   const reference = runs.delete ? med("delete", "jobsPerSec") : undefined
   const lines = [
@@ -243,11 +225,7 @@ try {
     )
   ]
   console.log(lines.join("\n"))
-  const dir = fileURLToPath(new URL("./results/", import.meta.url))
-  mkdirSync(dir, { recursive: true })
-  const file = `${dir}protocols-${new Date().toISOString().replace(/[:.]/g, "-")}.json`
-  writeFileSync(file, JSON.stringify({ n: N, connections: CONNECTIONS, batch: BATCH, rounds: ROUNDS, settings, runs }, null, 2))
-  log(`wrote ${file}`)
+  writeResults("protocols", { n: N, connections: CONNECTIONS, batch: BATCH, rounds: ROUNDS, settings, runs }, log)
 } finally {
   await server.stop()
 }
