@@ -7,6 +7,7 @@ import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, 
 import type { Scope } from "effect"
 import { AttemptTimedOut, InvalidConfig, type StoreError } from "./Errors.ts"
 import { Execution } from "./Execution.ts"
+import type { AnyTask } from "./Task.ts"
 import { makeBatcher } from "./internal/Batcher.ts"
 import { decodeJsonExit } from "./internal/codec.ts"
 import { type Interpreter, makeInterpreter } from "./internal/Interpreter.ts"
@@ -16,6 +17,7 @@ import type { AttemptOutcome, CancelRequested, ChildRecord, ClaimedExecution, Ne
 import { Store } from "./internal/Store.ts"
 import { uuid } from "./internal/uuid.ts"
 import { validate } from "./internal/worker/config.ts"
+import { Fifo } from "./internal/worker/fifo.ts"
 import { outcomeOf, type Stop } from "./internal/worker/outcome.ts"
 
 /** Settings of one worker. */
@@ -146,6 +148,9 @@ class AttemptExecution implements Context.Service.Shape<typeof Execution> {
   }
 }
 
+/** How a completion the store may delete says whether it may have step records (shared: they never change). */
+const discardWithSteps = { steps: true } as const
+const discardWithoutSteps = { steps: false } as const
 /** Exchange statements a worker keeps in flight at most (see the exchange loop). */
 const exchanges = 2
 /** Handlers that end at once, started one inside another, before the next starts on the next tick (see dispatch). */
@@ -189,7 +194,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     let claims = 0
     let free = config.concurrency
     /** Claimed, leased, waiting for a slot (FIFO, in claim order). */
-    const buffered: Array<ClaimedExecution> = []
+    const buffered = new Fifo<ClaimedExecution>()
     let backlog = false
     let stopping = false
     /**
@@ -279,7 +284,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       Effect.suspend(() => {
         const index = buffered.findIndex((e) => e.id === id)
         if (index < 0) return Effect.void
-        buffered.splice(index, 1)
+        buffered.removeAt(index)
         const outcome: AttemptOutcome | undefined = reason._tag === "Cancel"
           ? { _tag: "Cancelled", id, reason: reason.reason }
           : reason._tag === "Lost"
@@ -295,12 +300,12 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     // --- timers: wake at the earliest known due time ------------------------
     let armed: number | undefined
     const rearm = yield* Queue.sliding<void>(1)
-    const arm = (at: number) =>
-      Effect.suspend(() => {
-        if (armed !== undefined && armed <= at) return Effect.void
-        armed = at
-        return Queue.offer(rearm, undefined)
-      })
+    const armUnsafe = (at: number) => {
+      if (armed !== undefined && armed <= at) return
+      armed = at
+      Queue.offerUnsafe(rearm, undefined)
+    }
+    const arm = (at: number) => Effect.sync(() => armUnsafe(at))
     const promote = Effect.gen(function*() {
       while (true) {
         const { more, next } = yield* store.promoteDue
@@ -391,53 +396,23 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
     }
 
     /**
-     * Runs one claimed execution in the current (uninterruptible) fiber: only
-     * the handler is interruptible (stop() interrupts this fiber), so the outcome is always
-     * computed and handed to the exchange loop. The slot is freed as soon as the
-     * handler ends; the lease is dropped once the outcome is committed.
+     * One attempt's fiber: the handler, interruptible (stop() interrupts the
+     * fiber). One stopped before its fiber ran (it may start a tick late, see
+     * dispatch) never runs the handler.
      */
-    const execute = (
-      claimed: ClaimedExecution,
-      registered: RegisteredHandler,
-      control: RunControl,
-      execution: AttemptExecution
-    ) =>
+    const run = (control: RunControl, registered: RegisteredHandler, payload: unknown) =>
       Effect.withFiber((fiber) => {
-        const task = registered.task
         control.fiber = fiber
-        // Stopped between dispatch and start: the handler never runs.
-        if (control.stop !== undefined) return settle(control, outcomeOf(control.claimed, task, Exit.interrupt(), control.stop))
-        const decoded = decodeJsonExit(task.codecs.payload, claimed.payload)
-        if (Exit.isFailure(decoded)) {
-          // A stored payload that no longer decodes fails for good, once.
-          return settle(control, {
-            _tag: "Failed",
-            id: claimed.id,
-            error: {
-              _tag: "Defect",
-              message: `The stored payload of ${task.name} ${claimed.id} no longer decodes: ${Cause.pretty(decoded.cause)}`
-            },
-            retryDelayMillis: undefined
-          })
-        }
-        return Effect.flatMap(Effect.exit(Effect.interruptible(attempt(claimed, registered, decoded.value))), (exit) => {
-          execution.abort?.abort()
-          const outcome = outcomeOf(control.claimed, task, exit, control.stop)
-          // A task that keeps no completed executions: its store may delete this one outright.
-          return settle(
-            control,
-            outcome?._tag === "Completed" && task.retention.completedMillis === 0
-              ? { ...outcome, discard: { steps: execution.mayHaveSteps } }
-              : outcome
-          )
-        })
+        return control.stop === undefined ? attempt(control.claimed, registered, payload) : Effect.interrupt
       })
 
     /**
      * Starts one attempt in a fiber of its own whose services are the
      * handler's plus the attempt's `Execution`. Attempts are tracked in `runs`
      * (a stop interrupts the fiber; shutdown waits for `runs` to empty), so no
-     * fiber set is needed. `later`: start on the next tick instead of now.
+     * fiber set is needed. The fiber runs the handler alone: its exit is
+     * turned into the outcome by `ended`, outside it, so nothing after the
+     * handler can be interrupted. `later`: start on the next tick instead of now.
      */
     const start = (claimed: ClaimedExecution, later: boolean) => {
       // In `runs` from now on, so stops and shutdown see it before its fiber starts.
@@ -452,16 +427,43 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       }
       runs.set(claimed.id, control)
       const registered = registry.get(claimed.task)!
-      const effect = execute(claimed, registered, control, execution)
-      // The fiber is uninterruptible but for the handler (see execute).
-      Effect.runForkWith(Context.add(contextOf(registered), Execution, execution))(
-        later ? Effect.andThen(Effect.yieldNow, effect) : effect,
-        { uninterruptible: true }
+      const task = registered.task
+      const decoded = decodeJsonExit(task.codecs.payload, claimed.payload)
+      if (Exit.isFailure(decoded)) {
+        // A stored payload that no longer decodes fails for good, once.
+        return settle(control, {
+          _tag: "Failed",
+          id: claimed.id,
+          error: {
+            _tag: "Defect",
+            message: `The stored payload of ${task.name} ${claimed.id} no longer decodes: ${Cause.pretty(decoded.cause)}`
+          },
+          retryDelayMillis: undefined
+        })
+      }
+      const effect = run(control, registered, decoded.value)
+      const fiber = Effect.runForkWith(Context.add(contextOf(registered), Execution, execution))(
+        later ? Effect.andThen(Effect.yieldNow, effect) : effect
       )
+      // Called at once when the handler has already ended.
+      fiber.addObserver((exit) => ended(control, task, exit))
+    }
+
+    /** The attempt's fiber has ended: its outcome, then settle. */
+    const ended = (control: RunControl, task: AnyTask, exit: Exit.Exit<unknown, unknown>) => {
+      const execution = control.execution
+      execution.abort?.abort()
+      // A task that keeps no completed executions: its store may delete this one outright.
+      const discard = task.retention.completedMillis !== 0
+        ? undefined
+        : execution.mayHaveSteps
+        ? discardWithSteps
+        : discardWithoutSteps
+      settle(control, outcomeOf(control.claimed, task, exit, control.stop, discard))
     }
 
     /** After the handler: free the slot, start what waits for it, hand the outcome to the exchange loop. */
-    const settle = (control: RunControl, outcome: AttemptOutcome | undefined): Effect.Effect<void> => {
+    const settle = (control: RunControl, outcome: AttemptOutcome | undefined): void => {
       const id = control.claimed.id
       if (runs.get(id) === control) runs.delete(id)
       free++
@@ -472,21 +474,21 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       if (outcome === undefined && control.next !== undefined) {
         if (!stopping) {
           buffered.unshift(control.next)
-          return dispatch
+          return dispatchUnsafe()
         }
         outcome = { _tag: "Released", id }
       }
       if (outcome === undefined) {
         release(id, control.claim)
-        return dispatch
+        return dispatchUnsafe()
       }
       offerOutcome(outcome)
-      if (outcome._tag === "Suspended" && outcome.until !== undefined) return Effect.andThen(arm(outcome.until), dispatch)
+      if (outcome._tag === "Suspended" && outcome.until !== undefined) armUnsafe(outcome.until)
       if (outcome._tag === "Failed" && outcome.retryDelayMillis !== undefined) {
         const delay = outcome.retryDelayMillis
-        return Effect.andThen(Effect.flatMap(storeNow, (now) => arm(now + delay)), dispatch)
+        Effect.runForkWith(workerContext)(Effect.flatMap(storeNow, (now) => arm(now + delay)))
       }
-      return dispatch
+      dispatchUnsafe()
     }
 
     /**
@@ -505,13 +507,13 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
 
     // --- claiming ----------------------------------------------------------
     /** Starts buffered executions while slots are free. */
-    const dispatch: Effect.Effect<void> = Effect.sync(() => {
-      // A handler that finishes at once starts the next one from its own
-      // fiber, so a whole buffer can run in one synchronous stretch. Once half
-      // a batch of outcomes waits, new fibers start on the next tick instead:
-      // an exchange loop gets to send those outcomes (and claim more) while
-      // the rest of the buffer runs. That stretch is a chain of nested calls
-      // (each fiber starts the next inside its own run), so past
+    const dispatchUnsafe = () => {
+      // A handler that finishes at once starts the next one as its fiber
+      // ends (see ended), so a whole buffer can run in one synchronous
+      // stretch. Once half a batch of outcomes waits, new fibers start on the
+      // next tick instead: an exchange loop gets to send those outcomes (and
+      // claim more) while the rest of the buffer runs. That stretch is a
+      // chain of nested calls (each fiber starts the next inside its own run), so past
       // `maxChainDepth` links the next fiber starts on the next tick too: a
       // claim of a few thousand overflowed the stack.
       chainDepth++
@@ -523,7 +525,8 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       } finally {
         chainDepth--
       }
-    })
+    }
+    const dispatch: Effect.Effect<void> = Effect.sync(dispatchUnsafe)
     /** Nested dispatches on the stack now (see dispatch). */
     let chainDepth = 0
     const capacity = config.concurrency + config.prefetch
@@ -708,7 +711,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       if (outcomes.some((outcome) => outcome.id === execution.id)) return true
       const index = buffered.findIndex((e) => e.id === execution.id)
       if (index < 0) return false
-      buffered[index] = execution
+      buffered.set(index, execution)
       return true
     }
     /**
@@ -1002,7 +1005,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         const claimingAtStop = claiming
         if (offeredAtStop) yield* withdraw
         // Claimed but never started: give them back at once.
-        for (const e of buffered.splice(0)) yield* finish({ _tag: "Released", id: e.id })
+        for (const e of buffered.takeAll()) yield* finish({ _tag: "Released", id: e.id })
         // Wait on the runs themselves (a dispatched attempt is in `runs` before its fiber starts).
         const handlersDone = Effect.suspend(() => (runs.size === 0 ? Effect.void : Deferred.await(runsEnded)))
         const grace = Duration.millis(config.graceMillis)

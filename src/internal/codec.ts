@@ -31,8 +31,20 @@ export const encodeJson = (codec: AnySchema, value: unknown) => encoderOf(codec)
 /** Decodes stored JSON with a schema's JSON codec. */
 export const decodeJson = (codec: AnySchema, value: unknown) => decoderOf(codec)(value)
 
+/**
+ * What each codec encodes `undefined` to (a task without a success schema
+ * returns it from every handler): encoding is a pure function of the value,
+ * so it is computed once.
+ */
+const undefinedEncodings = new WeakMap<AnySchema, Exit.Exit<unknown, Schema.SchemaError>>()
+
 /** Synchronous variants for the worker's hot path (contract schemas need no services). */
-export const encodeJsonExit = (codec: AnySchema, value: unknown) => exitOf(encoderOf(codec)(value))
+export const encodeJsonExit = (codec: AnySchema, value: unknown): Exit.Exit<unknown, Schema.SchemaError> => {
+  if (value !== undefined) return exitOf(encoderOf(codec)(value))
+  let exit = undefinedEncodings.get(codec)
+  if (exit === undefined) undefinedEncodings.set(codec, exit = exitOf(encoderOf(codec)(undefined)))
+  return exit
+}
 export const decodeJsonExit = (codec: AnySchema, value: unknown) => exitOf(decoderOf(codec)(value))
 
 /** A readable one-line-plus-stack description of a cause, for stored defects. */

@@ -14,12 +14,17 @@ export type Stop =
   | { readonly _tag: "Shutdown" }
   | { readonly _tag: "Lost" }
 
-/** The outcome of an attempt, computed synchronously (encoding needs no services). */
+/**
+ * The outcome of an attempt, computed synchronously (encoding needs no
+ * services). `discard`: set on a completion, which its store may then delete
+ * outright (a task that keeps no completed executions).
+ */
 export const outcomeOf = (
   claimed: ClaimedExecution,
   task: AnyTask,
   exit: Exit.Exit<unknown, unknown>,
-  stopped: Stop | undefined
+  stopped: Stop | undefined,
+  discard?: { readonly steps: boolean } | undefined
 ): AttemptOutcome | undefined => {
   const id = claimed.id
   // A handler that finished before a suspend or shutdown could stop it keeps its result.
@@ -38,7 +43,9 @@ export const outcomeOf = (
   }
   if (Exit.isSuccess(exit)) {
     const encoded = encodeJsonExit(task.codecs.success, exit.value)
-    if (Exit.isSuccess(encoded)) return { _tag: "Completed", id, result: encoded.value }
+    if (Exit.isSuccess(encoded)) {
+      return discard === undefined ? { _tag: "Completed", id, result: encoded.value } : { _tag: "Completed", id, result: encoded.value, discard }
+    }
     return {
       _tag: "Failed",
       id,
