@@ -91,7 +91,6 @@ export interface ClaimOptions {
 export interface ClaimedExecution {
   readonly id: string
   readonly task: string
-  readonly queue: string
   readonly payload: Json
   /** This attempt's number (1-based), already counted. */
   readonly attempt: number

@@ -270,7 +270,6 @@ export const makeWithInspector: Effect.Effect<
         return {
           id: row.id,
           task: row.task,
-          queue: row.queue,
           payload: clone(row.payload),
           attempt: row.attempts,
           maxAttempts: row.maxAttempts,

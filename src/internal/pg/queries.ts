@@ -172,7 +172,8 @@ export const queries = (S: string) => ({
       -- This commit does not wait for its WAL flush (see above).
       SELECT set_config('synchronous_commit', 'off', true) AS setting
     )
-    SELECT c.* FROM relaxed, ${S}.claim($1, $2::text[], $3, $4, $5, $6, $7, $8) AS c`,
+    SELECT c.id, c.task, c.payload, c.attempts, c.max_attempts, c.parent_id, c.fresh
+    FROM relaxed, ${S}.claim($1, $2::text[], $3, $4, $5, $6, $7, $8) AS c`,
 
   /**
    * Finishes a batch for good (`finish`, migrations/0004 and 0005): $1
