@@ -10,7 +10,12 @@
 //
 // Env: BENCH_INPROCESS_SYSTEMS (comma list of conductor, sql-baseline; default
 // both), BENCH_INPROCESS_N (jobs, default 100000), BENCH_REPEAT (rounds,
-// default 3), DATABASE_URL.
+// default 3), BENCH_INPROCESS_PROFILE (a directory: a CPU profile of each
+// drain, and of the drain only, is written there; with
+// BENCH_INPROCESS_PROFILE_HEAP=1 an allocation profile instead), DATABASE_URL.
+import { mkdirSync, writeFileSync } from "node:fs"
+import { Session } from "node:inspector/promises"
+import { join } from "node:path"
 import { pathToFileURL } from "node:url"
 import pg from "pg"
 import { checkpoint, readServerSettings, startServer } from "./lib/pg.ts"
@@ -27,6 +32,43 @@ const ROUNDS = Number(env.BENCH_REPEAT ?? 3)
 const SYSTEMS: Record<string, QueueAdapter> = { conductor, "sql-baseline": sqlBaseline }
 const chosen = chooseNames(env.BENCH_INPROCESS_SYSTEMS, Object.keys(SYSTEMS), "system")
 const log = makeLog("inprocess")
+const PROFILE_DIR = env.BENCH_INPROCESS_PROFILE
+
+/**
+ * Profiles `drain` alone (not the set-up or the insert) into PROFILE_DIR, when
+ * set: its CPU, or with BENCH_INPROCESS_PROFILE_HEAP=1 what it allocates
+ * (sampled every 1 KB, counting objects already collected).
+ */
+const profiled = async <A>(file: string, drain: () => Promise<A>): Promise<A> => {
+  if (PROFILE_DIR === undefined) return drain()
+  const heap = env.BENCH_INPROCESS_PROFILE_HEAP === "1"
+  const session = new Session()
+  session.connect()
+  if (heap) {
+    await session.post("HeapProfiler.enable")
+    await session.post("HeapProfiler.startSampling", {
+      samplingInterval: 1024,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: true
+    })
+  } else {
+    await session.post("Profiler.enable")
+    await session.post("Profiler.setSamplingInterval", { interval: 100 })
+    await session.post("Profiler.start")
+  }
+  try {
+    return await drain()
+  } finally {
+    const profile = heap
+      ? (await session.post("HeapProfiler.stopSampling")).profile
+      : (await session.post("Profiler.stop")).profile
+    const path = join(PROFILE_DIR, heap ? file.replace(/\.cpuprofile$/, ".heapprofile") : file)
+    mkdirSync(PROFILE_DIR, { recursive: true })
+    writeFileSync(path, JSON.stringify(profile))
+    session.disconnect()
+    log(`wrote ${path}`)
+  }
+}
 const server = await startServer((line) => env.BENCH_PG_LOG === "1" && log(line))
 interface Run { jobsPerSec: number; workerCpuUsPerJob: number; pgCpuUsPerJob: number }
 
@@ -52,15 +94,17 @@ const runOne = async (name: string, r: number): Promise<Run> => {
         const committed = worker.committed ? await worker.committed() : null
         return committed === null ? (await a.remaining(c)) === 0 : committed >= N
       }
-      const cpu0 = process.cpuUsage()
-      const pg0 = postgresCpuMs()
-      const t0 = performance.now()
-      await worker.start()
-      while (!(await done())) await sleep(2)
-      const seconds = (performance.now() - t0) / 1000
-      const cpu = process.cpuUsage(cpu0)
-      const pgMs = postgresCpuMs() - pg0
-      return { jobsPerSec: N / seconds, workerCpuUsPerJob: (cpu.user + cpu.system) / N, pgCpuUsPerJob: (pgMs * 1000) / N }
+      return await profiled(`${name}-${r}.cpuprofile`, async () => {
+        const cpu0 = process.cpuUsage()
+        const pg0 = postgresCpuMs()
+        const t0 = performance.now()
+        await worker.start()
+        while (!(await done())) await sleep(2)
+        const seconds = (performance.now() - t0) / 1000
+        const cpu = process.cpuUsage(cpu0)
+        const pgMs = postgresCpuMs() - pg0
+        return { jobsPerSec: N / seconds, workerCpuUsPerJob: (cpu.user + cpu.system) / N, pgCpuUsPerJob: (pgMs * 1000) / N }
+      })
     } finally {
       await worker.stop()
       await c.end()
