@@ -91,6 +91,34 @@ for (const backend of backends) {
         assert.strictEqual(runs, 2)
       }))
 
+    it.effect("a handler that throws instead of returning an effect fails its attempt as a defect, and frees its slot", () =>
+      Effect.gen(function*() {
+        const queue = unique("q")
+        const Careless = Task.make(unique("careless"), {
+          queue,
+          payload: Schema.Struct({ ok: Schema.Boolean }),
+          success: Schema.Number,
+          maxAttempts: 1
+        })
+        const conductor = yield* Conductor
+        const [error, fine] = yield* withWorker(
+          Careless.toLayer(({ ok }) => {
+            if (!ok) throw new Error("thrown while building the effect")
+            return Effect.succeed(1)
+          }),
+          // One slot: the second execution runs only once the first has given it back.
+          { queue, concurrency: 1 },
+          backend.settle(Effect.gen(function*() {
+            const thrown = yield* conductor.invoke(Careless, { ok: false })
+            const after = yield* conductor.invoke(Careless, { ok: true })
+            return [yield* Effect.flip(conductor.result(Careless, thrown)), yield* conductor.result(Careless, after)] as const
+          }))
+        )
+        assert.strictEqual(error._tag, "ExecutionFailed")
+        assert.include(error.message, "thrown while building the effect")
+        assert.strictEqual(fine, 1)
+      }))
+
     it.effect("dedupe: a second invoke while unfinished returns the same id; after it finished, a new one", () =>
       Effect.gen(function*() {
         const queue = unique("q")
