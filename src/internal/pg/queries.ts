@@ -165,7 +165,8 @@ export const queries = (S: string) => ({
    * again without that attempt counted, which at-least-once allows; anything
    * durable the handler writes is committed with a flush, which covers the
    * claim's earlier WAL too. An idle worker starts a new execution a flush
-   * sooner.
+   * sooner. Its columns are read by position (PgStore `toClaimed`): keep the
+   * two in step.
    */
   claim: `
     WITH relaxed AS MATERIALIZED (
