@@ -96,6 +96,38 @@ layer(pgStack(), { excludeTestServices: true })("migrations", (it) => {
       }).pipe(Effect.provide(storeOn(url, { schema: "upgrade" })))
     }))
 
+  it.effect("moving to heap-only claims (0013) keeps every row where it was: pending ones claimable, due ones promoted", () =>
+    Effect.gen(function*() {
+      const { url } = yield* TestDatabase
+      const sql = yield* SqlClient.SqlClient
+      // A schema as version 12 left it, with a row in each state.
+      yield* sql`CREATE SCHEMA hot_upgrade`
+      yield* sql`CREATE TABLE hot_upgrade.migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`
+      for (const m of loadMigrations().filter((m) => m.version <= 12)) {
+        for (const statement of splitStatements(m.sql.replaceAll("{{schema}}", "hot_upgrade"))) yield* sql.unsafe(statement)
+        yield* sql`INSERT INTO hot_upgrade.migrations (version, name) VALUES (${m.version}, ${m.name})`
+      }
+      const owner = crypto.randomUUID()
+      yield* sql.unsafe(`INSERT INTO hot_upgrade.workers (id, expires_at) VALUES ($1, now() + interval '1 hour')`, [owner])
+      yield* sql.unsafe(`INSERT INTO hot_upgrade.executions (id, task, queue, status, payload, run_at, max_attempts, lease_owner)
+        VALUES ('00000000-0000-4000-8000-000000000001', 't', 'q', 'pending', '{}', now(), 3, NULL),
+               ('00000000-0000-4000-8000-000000000002', 't', 'q', 'running', '{}', now(), 3, $1),
+               ('00000000-0000-4000-8000-000000000003', 't', 'q', 'scheduled', '{}', now() - interval '1 second', 3, NULL),
+               ('00000000-0000-4000-8000-000000000004', 't', 'q', 'waiting', '{}', now() + interval '1 hour', 3, NULL)`, [owner])
+      yield* Effect.gen(function*() {
+        const store = yield* Store
+        const runnable = yield* sql<{ id: string; runnable: boolean }>`SELECT id, runnable FROM hot_upgrade.executions ORDER BY id`
+        assert.deepStrictEqual(runnable.map((r) => r.runnable), [true, true, false, false])
+        const claim = store.claim({ queue: "q", tasks: ["t"], limit: 10, workerId: crypto.randomUUID(), leaseMillis: 30_000 })
+        assert.deepStrictEqual((yield* claim).map((c) => c.id), ["00000000-0000-4000-8000-000000000001"])
+        yield* store.promoteDue
+        assert.deepStrictEqual((yield* claim).map((c) => c.id), ["00000000-0000-4000-8000-000000000003"])
+        const [waiting] = yield* sql<{ status: string }>`
+          SELECT status FROM hot_upgrade.executions WHERE id = '00000000-0000-4000-8000-000000000004'`
+        assert.strictEqual(waiting!.status, "waiting")
+      }).pipe(Effect.provide(storeOn(url, { schema: "hot_upgrade" })))
+    }))
+
   it.effect("a schema name that is not a plain identifier is bad configuration", () =>
     Effect.gen(function*() {
       const { url } = yield* TestDatabase
@@ -379,6 +411,31 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
         yield* store.awaitOutcomes([claimed!.id])
         assert.deepStrictEqual(yield* Effect.all([setting, setting, setting], { concurrency: 2 }), ["on", "on", "on"])
       }).pipe(Effect.provide(PgStore.layer({ migrate: false }).pipe(Layer.provideMerge(client))))
+    }))
+
+  it.effect("a claim rewrites its rows in place: every one a heap-only update, with no new index entry", () =>
+    Effect.gen(function*() {
+      const store = yield* Store
+      const sql = yield* SqlClient.SqlClient
+      yield* store.insert(Array.from({ length: 200 }, (_, i) => ({
+        id: crypto.randomUUID(), task: "job", queue: "in-place", payload: { n: i, text: "x".repeat(i) }, priority: 0, maxAttempts: 3
+      })))
+      // The table's counts on this connection (they include what it has not reported
+      // yet from earlier transactions, which stays put until this one ends).
+      const counts = Effect.map(
+        sql<{ updated: number; hot: number }>`
+          SELECT n_tup_upd::int AS updated, n_tup_hot_upd::int AS hot FROM pg_stat_xact_user_tables
+          WHERE schemaname = 'conductor' AND relname = 'executions'`,
+        (rows) => rows[0]!
+      )
+      const updates = yield* sql.withTransaction(Effect.gen(function*() {
+        const before = yield* counts
+        const claimed = yield* store.claim({ queue: "in-place", tasks: ["job"], limit: 200, workerId: crypto.randomUUID(), leaseMillis: 30_000 })
+        assert.strictEqual(claimed.length, 200)
+        const after = yield* counts
+        return { updated: after.updated - before.updated, hot: after.hot - before.hot }
+      }))
+      assert.deepStrictEqual(updates, { updated: 200, hot: 200 })
     }))
 
   it.effect("finishing a batch names the awaited executions to result waiters, in notifications that fit, and no others", () =>

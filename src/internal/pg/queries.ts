@@ -344,7 +344,8 @@ export const queries = (S: string) => ({
 
   /**
    * Promotes due scheduled and waiting rows to pending through the due-time
-   * index (5000 at a time; \`more\` says the batch was full), and reports the
+   * index (whose predicate, \`NOT runnable\`, is those two states: 0013),
+   * 5000 at a time (\`more\` says the batch was full), and reports the
    * earliest run_at of what it left behind so callers can arm a timer instead
    * of polling. A due row another statement holds locked right now (a result
    * waiter marking it, a dedupe hit) is skipped, and its run_at, already past,
@@ -353,7 +354,7 @@ export const queries = (S: string) => ({
   promoteDue: `
     WITH due AS (
       SELECT id FROM ${S}.executions
-      WHERE status IN ('scheduled', 'waiting') AND run_at <= now()
+      WHERE NOT runnable AND run_at <= now()
       ORDER BY run_at LIMIT 5000
       FOR UPDATE SKIP LOCKED
     ), promoted AS (
@@ -364,7 +365,7 @@ export const queries = (S: string) => ({
     SELECT ARRAY(SELECT DISTINCT queue FROM promoted) AS queues,
            (SELECT count(*) FROM promoted) = 5000 AS more,
            (SELECT (extract(epoch FROM min(run_at)) * 1000)::float8 FROM ${S}.executions
-             WHERE status IN ('scheduled', 'waiting') AND run_at < 'infinity'
+             WHERE NOT runnable AND run_at < 'infinity'
                AND NOT (id = ANY (ARRAY(SELECT id FROM due)))) AS next_ms`,
 
   /**
