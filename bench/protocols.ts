@@ -43,7 +43,7 @@ const ROUNDS = Number(env.BENCH_REPEAT ?? 3)
 const S = "conductor"
 
 const PICK = `SELECT e.id FROM ${S}.executions e
-  WHERE e.status = 'pending' AND e.queue = 'default' AND e.task = ANY ('{noop}'::text[])
+  WHERE e.runnable AND e.status = 'pending' AND e.queue = 'default' AND e.task = ANY ('{noop}'::text[])
   ORDER BY e.priority DESC, e.run_at, e.id LIMIT ${BATCH} FOR UPDATE SKIP LOCKED`
 const FINISH_ARGS = (ids: ReadonlyArray<string>) => [ids, ids.map(() => "completed"), ids.map(() => "null"), ids.map(() => null)]
 
@@ -80,7 +80,7 @@ BEGIN
   PERFORM pg_advisory_unlock(uuid_hash_extended(u, 0)) FROM unnest(p_unlock) AS u;
   locked := ARRAY(
     SELECT e.id FROM ${S}.executions e
-    WHERE e.status = 'pending' AND e.queue = 'default' AND e.task = ANY ('{noop}'::text[])
+    WHERE e.runnable AND e.status = 'pending' AND e.queue = 'default' AND e.task = ANY ('{noop}'::text[])
       AND pg_try_advisory_lock(uuid_hash_extended(e.id, 0))
     ORDER BY e.priority DESC, e.run_at, e.id LIMIT n);
   -- A new snapshot: a row finished (and unlocked) after the read above is gone.
@@ -98,7 +98,7 @@ const leased = (finish: string, params: (owner: string, ids: ReadonlyArray<strin
   return async (c) => {
     let n = 0
     for (;;) {
-      const r = await c.query({ name: "claim", text: `SELECT * FROM ${S}.claim('default', '{noop}', $1, $2, 30000)`, values: [BATCH, owner] })
+      const r = await c.query({ name: "claim", text: `SELECT * FROM ${S}.claim('default', '{noop}', $1, $2, 30000, 0, 0, 0)`, values: [BATCH, owner] })
       if (r.rows.length === 0) return n
       n += r.rows.length
       await c.query({ name: "finish", text: finish, values: params(owner, ids(r)) })

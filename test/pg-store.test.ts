@@ -742,6 +742,8 @@ layer(pgStack(), { excludeTestServices: true })("plans and table growth", (it) =
         store.promoteDue,
         store.recoverExpiredLeases,
         store.claim({ queue: "nobody", tasks: ["t"], limit: 10, workerId: worker, leaseMillis: 60_000 }),
+        // The claim kept for workers of the version before direct dispatch (0010's).
+        own.unsafe(`SELECT * FROM ${schema}.claim('nobody', ARRAY['t'], 10, $1::uuid, 60000)`, [worker]),
         // Per-batch statements: finish, requeue, step and child writes, and the result waiters' marks.
         store.finish(worker, [{ _tag: "Completed", id: some, result: null }, { _tag: "Released", id: crypto.randomUUID() }]),
         store.awaitOutcomes([some]),
