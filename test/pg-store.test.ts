@@ -31,6 +31,18 @@ const count = (table: string) =>
 const storeOn = (url: string, options: PgStore.PgStoreOptions) =>
   PgStore.layer(options).pipe(Layer.provide(PgClient.layer({ url: Redacted.make(url), maxConnections: 2 })))
 
+/** A schema as migrations up to `version` left it (the upgrade tests' starting point). */
+const schemaAt = (schema: string, version: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql.unsafe(`CREATE SCHEMA ${schema}`)
+    yield* sql.unsafe(`CREATE TABLE ${schema}.migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`)
+    for (const m of loadMigrations().filter((m) => m.version <= version)) {
+      for (const statement of splitStatements(m.sql.replaceAll("{{schema}}", schema))) yield* sql.unsafe(statement)
+      yield* sql.unsafe(`INSERT INTO ${schema}.migrations (version, name) VALUES ($1, $2)`, [m.version, m.name])
+    }
+  })
+
 layer(pgStack(), { excludeTestServices: true })("migrations", (it) => {
   it.effect("applying twice changes nothing", () =>
     Effect.gen(function*() {
@@ -71,12 +83,7 @@ layer(pgStack(), { excludeTestServices: true })("migrations", (it) => {
       const { url } = yield* TestDatabase
       const sql = yield* SqlClient.SqlClient
       // A schema as version 9 left it, with two executions leased to one worker.
-      yield* sql`CREATE SCHEMA upgrade`
-      yield* sql`CREATE TABLE upgrade.migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`
-      for (const m of loadMigrations().filter((m) => m.version <= 9)) {
-        for (const statement of splitStatements(m.sql.replaceAll("{{schema}}", "upgrade"))) yield* sql.unsafe(statement)
-        yield* sql`INSERT INTO upgrade.migrations (version, name) VALUES (${m.version}, ${m.name})`
-      }
+      yield* schemaAt("upgrade", 9)
       const owner = crypto.randomUUID()
       yield* sql.unsafe(`INSERT INTO upgrade.executions (id, task, queue, status, payload, attempts, max_attempts, lease_owner, lease_expires_at)
         VALUES (gen_random_uuid(), 't', 'q', 'running', '{}', 1, 3, $1, now() + interval '1 minute'),
@@ -101,12 +108,7 @@ layer(pgStack(), { excludeTestServices: true })("migrations", (it) => {
       const { url } = yield* TestDatabase
       const sql = yield* SqlClient.SqlClient
       // A schema as version 12 left it, with a row in each state.
-      yield* sql`CREATE SCHEMA hot_upgrade`
-      yield* sql`CREATE TABLE hot_upgrade.migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`
-      for (const m of loadMigrations().filter((m) => m.version <= 12)) {
-        for (const statement of splitStatements(m.sql.replaceAll("{{schema}}", "hot_upgrade"))) yield* sql.unsafe(statement)
-        yield* sql`INSERT INTO hot_upgrade.migrations (version, name) VALUES (${m.version}, ${m.name})`
-      }
+      yield* schemaAt("hot_upgrade", 12)
       const owner = crypto.randomUUID()
       yield* sql.unsafe(`INSERT INTO hot_upgrade.workers (id, expires_at) VALUES ($1, now() + interval '1 hour')`, [owner])
       yield* sql.unsafe(`INSERT INTO hot_upgrade.executions (id, task, queue, status, payload, run_at, max_attempts, lease_owner)
