@@ -9,8 +9,8 @@ import { workerModule } from "../lib/child.ts"
 import type { BenchSystem } from "./types.ts"
 
 const concurrency = Number(process.env.BENCH_CONDUCTOR_CONCURRENCY ?? 24)
-const prefetch = Number(process.env.BENCH_CONDUCTOR_PREFETCH ?? 1576)
-const claimBatch = Number(process.env.BENCH_CONDUCTOR_CLAIM_BATCH ?? 1600)
+const prefetch = Number(process.env.BENCH_CONDUCTOR_PREFETCH ?? 3176)
+const claimBatch = Number(process.env.BENCH_CONDUCTOR_CLAIM_BATCH ?? 3200)
 const workerOptions = { concurrency, prefetch, claimBatch, maxConnections: 8 }
 const historySetting = (history: History) =>
   history === "none"
