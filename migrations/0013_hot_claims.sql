@@ -86,40 +86,18 @@ END
 $$;
 
 -- claim without an offer (0010), for workers of the version before 0011
--- during a rolling upgrade, likewise. Same signature.
+-- during a rolling upgrade: now the claim above with no offer (such a worker
+-- never makes one, so resetting its row's offer changes nothing). Same
+-- signature and settings.
 CREATE OR REPLACE FUNCTION {{schema}}.claim(queue_name text, task_names text[], n integer, p_owner uuid, p_lease_ms float8)
 RETURNS TABLE (id uuid, task text, queue text, payload jsonb, attempts integer, max_attempts integer, parent_id uuid, fresh boolean)
-LANGUAGE plpgsql
+LANGUAGE sql
 SET enable_sort = off
 SET enable_bitmapscan = off
 SET enable_seqscan = off
 SET plan_cache_mode = force_generic_plan
 AS $$
-#variable_conflict use_column
-BEGIN
-  INSERT INTO {{schema}}.workers (id, expires_at)
-  VALUES (p_owner, now() + p_lease_ms * interval '1 millisecond')
-  ON CONFLICT ON CONSTRAINT workers_pkey DO UPDATE SET expires_at = excluded.expires_at;
-
-  RETURN QUERY
-    WITH picked AS (
-      SELECT e.id FROM {{schema}}.executions e
-      WHERE e.runnable AND e.status = 'pending' AND e.queue = queue_name AND e.task = ANY (task_names)
-      ORDER BY e.priority DESC, e.run_at, e.id
-      LIMIT n
-      FOR UPDATE SKIP LOCKED
-    ), claimed AS (
-      UPDATE {{schema}}.executions e
-      SET status = 'running', attempts = e.attempts + 1, lease_owner = p_owner,
-          started_at = COALESCE(e.started_at, now()), wake = false, updated_at = now()
-      WHERE e.id = ANY (ARRAY(SELECT p.id FROM picked p))
-      RETURNING e.id, e.task, e.queue, e.payload, e.attempts, e.max_attempts, e.parent_id, (e.started_at = now()) AS fresh,
-                e.priority, e.run_at
-    )
-    SELECT c.id, c.task, c.queue, c.payload, c.attempts, c.max_attempts, c.parent_id, c.fresh
-    FROM claimed c
-    ORDER BY c.priority DESC, c.run_at, c.id;
-END
+  SELECT * FROM {{schema}}.claim(queue_name, task_names, n, p_owner, p_lease_ms, 0, 0, 0)
 $$;
 
 -- claimable (0002) was read by workers from before 0004, none of which can run
