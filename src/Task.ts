@@ -7,6 +7,7 @@
 import { Duration, Effect, Layer, Schema } from "effect"
 import { InvalidConfig } from "./Errors.ts"
 import { Execution } from "./Execution.ts"
+import { jsonCodec } from "./internal/codec.ts"
 import { Registry } from "./internal/Registry.ts"
 
 /** A schema usable in a contract: no services needed to encode or decode. */
@@ -187,9 +188,9 @@ export const make = <
     priority: options.priority ?? 0,
     retention: retentionOf(name, options.retention),
     codecs: {
-      payload: Schema.toCodecJson(options.payload),
-      success: Schema.toCodecJson(success),
-      error: Schema.toCodecJson(error)
+      payload: jsonCodec(options.payload),
+      success: jsonCodec(success),
+      error: jsonCodec(error)
     },
     toLayer: (handler) =>
       Layer.effectDiscard(Effect.gen(function*() {

@@ -2,7 +2,7 @@ import { Cause, Deferred, Duration, Effect, Exit, Schema } from "effect"
 import { decodeOutcome, encodePayload } from "../Conductor.ts"
 import { ChildTimedOut, DuplicateStepName, StepMismatch, type StoreError } from "../Errors.ts"
 import type { AnySchema, AnyTask } from "../Task.ts"
-import { decodeJsonExit, encodeJsonExit } from "./codec.ts"
+import { decodeJsonExit, encodeJsonExit, jsonCodec } from "./codec.ts"
 import type { CancelRequested, ChildRecord, NewChild, StepRecord, StoreService } from "./Store.ts"
 import { uuid } from "./uuid.ts"
 
@@ -53,18 +53,7 @@ export interface InterpreterContext {
   readonly cancelled: (reason: string) => Effect.Effect<never>
 }
 
-const JsonCodec: AnySchema = Schema.toCodecJson(Schema.Json)
-
-/** JSON codecs derived once per schema (steps pass the same schema on every call). */
-const jsonCodecs = new WeakMap<AnySchema, AnySchema>()
-const jsonCodec = (schema: AnySchema): AnySchema => {
-  let codec = jsonCodecs.get(schema)
-  if (codec === undefined) {
-    codec = Schema.toCodecJson(schema)
-    jsonCodecs.set(schema, codec)
-  }
-  return codec
-}
+const JsonCodec: AnySchema = jsonCodec(Schema.Json)
 
 export const makeInterpreter = (ctx: InterpreterContext): Interpreter => {
   let records: Map<string, StepRecord> | undefined = ctx.fresh ? new Map() : undefined

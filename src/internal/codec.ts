@@ -1,7 +1,28 @@
 import { Cause, Effect, Exit, Schema } from "effect"
 import type { AnySchema } from "../Task.ts"
+import { compileFastDecoder } from "./jsonFastPath.ts"
 
 type Parser = (input: unknown) => Effect.Effect<unknown, Schema.SchemaError>
+
+/** JSON codecs derived once per schema (a step passes the same schema on every call). */
+const jsonCodecs = new WeakMap<AnySchema, AnySchema>()
+/** The fast path of each JSON codec whose schema it covers (see jsonFastPath.ts). */
+const fastDecoders = new WeakMap<AnySchema, (input: unknown) => unknown>()
+
+/**
+ * The JSON codec of a schema (`Schema.toCodecJson`), the one way stored
+ * payloads, results, errors and step values are encoded and decoded.
+ */
+export const jsonCodec = (schema: AnySchema): AnySchema => {
+  let codec = jsonCodecs.get(schema)
+  if (codec === undefined) {
+    codec = Schema.toCodecJson(schema)
+    jsonCodecs.set(schema, codec)
+    const fast = compileFastDecoder(schema.ast)
+    if (fast !== undefined) fastDecoders.set(codec, fast)
+  }
+  return codec
+}
 
 /**
  * Parsers built once per schema. `Schema.decodeUnknownEffect(codec)` builds
@@ -29,7 +50,10 @@ const exitOf = <A, E>(effect: Effect.Effect<A, E>): Exit.Exit<A, E> =>
 export const encodeJson = (codec: AnySchema, value: unknown) => encoderOf(codec)(value)
 
 /** Decodes stored JSON with a schema's JSON codec. */
-export const decodeJson = (codec: AnySchema, value: unknown) => decoderOf(codec)(value)
+export const decodeJson = (codec: AnySchema, value: unknown): Effect.Effect<unknown, Schema.SchemaError> => {
+  const decoded = fastDecoders.get(codec)?.(value)
+  return decoded !== undefined ? Effect.succeed(decoded) : decoderOf(codec)(value)
+}
 
 /**
  * What each codec encodes `undefined` to (a task without a success schema
@@ -45,7 +69,10 @@ export const encodeJsonExit = (codec: AnySchema, value: unknown): Exit.Exit<unkn
   if (exit === undefined) undefinedEncodings.set(codec, exit = exitOf(encoderOf(codec)(undefined)))
   return exit
 }
-export const decodeJsonExit = (codec: AnySchema, value: unknown) => exitOf(decoderOf(codec)(value))
+export const decodeJsonExit = (codec: AnySchema, value: unknown): Exit.Exit<unknown, Schema.SchemaError> => {
+  const decoded = fastDecoders.get(codec)?.(value)
+  return decoded !== undefined ? Exit.succeed(decoded) : exitOf(decoderOf(codec)(value))
+}
 
 /** A readable one-line-plus-stack description of a cause, for stored defects. */
 export const describeCause = (cause: Cause.Cause<unknown>): string => Cause.pretty(cause)
