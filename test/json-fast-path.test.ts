@@ -1,11 +1,11 @@
 /**
- * The fast path of JSON decoding (src/internal/jsonFastPath.ts) agrees with
- * Schema's JSON codec wherever it answers, and leaves to it what it cannot
- * be sure of.
+ * The fast paths of JSON decoding and encoding (src/internal/jsonFastPath.ts)
+ * agree with Schema's JSON codec wherever they answer, and leave to it what
+ * they cannot be sure of.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Exit, Schema } from "effect"
-import { compileFastDecoder } from "../src/internal/jsonFastPath.ts"
+import { compileFastDecoder, compileFastEncoder } from "../src/internal/jsonFastPath.ts"
 
 /** A small deterministic generator, so a failure can be replayed. */
 const random = (seed: number) => () => {
@@ -53,22 +53,25 @@ const uncovered = {
 }
 
 const keys = ["_tag", "i", "t", "id", "n", "ok", "tags", "kind", "note", "inner", "items", "x", "y", "name", "a", "b", "v", "toString", "extra"]
+/** What a value in memory may hold and its JSON form may not: encoding meets them, decoding does not. */
+const unencoded: ReadonlyArray<unknown> = [undefined, Number.NaN, Infinity, -Infinity]
 const leaves: ReadonlyArray<unknown> = [
   0, -0, 1, 2, 1.5, -7, 2 ** 53, 1e300, "", "a", "b", "x", "A", "B", "NaN", "Infinity", "-Infinity", "1", true, false, null
 ]
-/** A random JSON value, drawn mostly from the keys and leaves the schemas above use. */
-const jsonValue = (next: () => number, depth: number): unknown => {
+/** A random JSON value, drawn mostly from the keys and leaves the schemas above use; with `more`, now and then a value JSON cannot hold. */
+const jsonValue = (next: () => number, depth: number, more = false): unknown => {
   const r = next()
+  if (more && r < 0.05) return unencoded[Math.floor(next() * unencoded.length)]
   if (depth > 3 || r < 0.45) return leaves[Math.floor(next() * leaves.length)]
-  if (r < 0.6) return Array.from({ length: Math.floor(next() * 4) }, () => jsonValue(next, depth + 1))
+  if (r < 0.6) return Array.from({ length: Math.floor(next() * 4) }, () => jsonValue(next, depth + 1, more))
   const out: Record<string, unknown> = {}
-  for (let k = Math.floor(next() * 6); k > 0; k--) out[keys[Math.floor(next() * keys.length)]!] = jsonValue(next, depth + 1)
+  for (let k = Math.floor(next() * 6); k > 0; k--) out[keys[Math.floor(next() * keys.length)]!] = jsonValue(next, depth + 1, more)
   return out
 }
 /** A value shaped like the schema's valid ones, with now and then a part out of place. */
-const shaped = (next: () => number): Record<keyof typeof covered, () => unknown> => {
+const shaped = (next: () => number, more = false): Record<keyof typeof covered, () => unknown> => {
   const pick = <A>(xs: ReadonlyArray<A>) => xs[Math.floor(next() * xs.length)]!
-  const maybe = (value: () => unknown) => (next() < 0.1 ? jsonValue(next, 2) : value())
+  const maybe = (value: () => unknown) => (next() < 0.1 ? jsonValue(next, 2, more) : value())
   const inner = () => ({ ...(next() < 0.6 ? { x: maybe(() => pick([1, -0, 2.5])) } : {}), ...(next() < 0.4 ? { y: maybe(() => pick([true, false, null])) } : {}) })
   return {
     bench: () => ({ ...(next() < 0.8 ? { i: maybe(() => Math.floor(next() * 1000)) } : {}), ...(next() < 0.3 ? { t: maybe(() => "s") } : {}), ...(next() < 0.2 ? { extra: 1 } : {}) }),
@@ -98,6 +101,13 @@ const shaped = (next: () => number): Record<keyof typeof covered, () => unknown>
   }
 }
 
+/** Whether a value holds undefined or a non-finite number anywhere (what only Schema encodes). */
+const holdsUnencoded = (value: unknown): boolean =>
+  unencoded.includes(value) ||
+  (typeof value === "object" && value !== null && Object.values(value).some(holdsUnencoded))
+/** A value with its undefined and non-finite numbers spelled out. */
+const show = (value: unknown) => JSON.stringify(value, (_, v) => (v === undefined ? "<undefined>" : typeof v === "number" && !Number.isFinite(v) ? `<${v}>` : v))
+
 /** Equal values with their keys in the same order. */
 const sameValue = (a: unknown, b: unknown): boolean => {
   if (Object.is(a, b)) return true
@@ -110,8 +120,40 @@ const sameValue = (a: unknown, b: unknown): boolean => {
 
 describe("the fast path of JSON decoding", () => {
   it("is compiled for the schemas it covers and for no other", () => {
-    for (const [name, schema] of Object.entries(covered)) assert.isDefined(compileFastDecoder(schema.ast), name)
-    for (const [name, schema] of Object.entries(uncovered)) assert.isUndefined(compileFastDecoder(schema.ast), name)
+    for (const [name, schema] of Object.entries(covered)) {
+      assert.isDefined(compileFastDecoder(schema.ast), name)
+      assert.isDefined(compileFastEncoder(schema.ast), name)
+    }
+    for (const [name, schema] of Object.entries(uncovered)) {
+      assert.isUndefined(compileFastDecoder(schema.ast), name)
+      assert.isUndefined(compileFastEncoder(schema.ast), name)
+    }
+  })
+
+  it("encodes as Schema's JSON codec does wherever it answers, and answers for every valid value without undefined or a non-finite number", () => {
+    const next = random(13)
+    const shapes = shaped(next, true)
+    for (const [name, schema] of Object.entries(covered) as Array<[keyof typeof covered, Schema.Codec<unknown, unknown>]>) {
+      const fast = compileFastEncoder(schema.ast)!
+      const encode = Schema.encodeUnknownExit(Schema.toCodecJson(schema))
+      let valid = 0
+      for (let n = 0; n < 3000; n++) {
+        // The value as a program holds it: undefined and non-finite numbers included.
+        const input = n % 2 === 0 ? shapes[name]() : jsonValue(next, 0, true)
+        const expected = encode(input)
+        const got = fast(input)
+        if (Exit.isSuccess(expected)) {
+          valid++
+          if (!holdsUnencoded(input)) assert.isDefined(got, `${name}: no answer for ${show(input)}`)
+        }
+        if (got === undefined) continue
+        assert.isTrue(Exit.isSuccess(expected), `${name}: answered for ${show(input)}, which Schema rejects`)
+        if (Exit.isSuccess(expected)) {
+          assert.isTrue(sameValue(got, expected.value), `${name}: ${show(input)} gave ${show(got)}, Schema ${show(expected.value)}`)
+        }
+      }
+      assert.isAbove(valid, 200, name)
+    }
   })
 
   it("decodes as Schema's JSON codec does wherever it answers, and answers for every valid value without null or a non-finite number's string", () => {

@@ -1,13 +1,14 @@
 import { Cause, Effect, Exit, Schema } from "effect"
 import type { AnySchema } from "../Task.ts"
-import { compileFastDecoder } from "./jsonFastPath.ts"
+import { compileFastDecoder, compileFastEncoder } from "./jsonFastPath.ts"
 
 type Parser = (input: unknown) => Effect.Effect<unknown, Schema.SchemaError>
 
 /** JSON codecs derived once per schema (a step passes the same schema on every call). */
 const jsonCodecs = new WeakMap<AnySchema, AnySchema>()
-/** The fast path of each JSON codec whose schema it covers (see jsonFastPath.ts). */
+/** The fast paths of each JSON codec whose schema they cover (see jsonFastPath.ts). */
 const fastDecoders = new WeakMap<AnySchema, (input: unknown) => unknown>()
+const fastEncoders = new WeakMap<AnySchema, (value: unknown) => unknown>()
 
 /**
  * The JSON codec of a schema (`Schema.toCodecJson`), the one way stored
@@ -18,8 +19,10 @@ export const jsonCodec = (schema: AnySchema): AnySchema => {
   if (codec === undefined) {
     codec = Schema.toCodecJson(schema)
     jsonCodecs.set(schema, codec)
-    const fast = compileFastDecoder(schema.ast)
-    if (fast !== undefined) fastDecoders.set(codec, fast)
+    const decoder = compileFastDecoder(schema.ast)
+    if (decoder !== undefined) fastDecoders.set(codec, decoder)
+    const encoder = compileFastEncoder(schema.ast)
+    if (encoder !== undefined) fastEncoders.set(codec, encoder)
   }
   return codec
 }
@@ -47,7 +50,10 @@ const exitOf = <A, E>(effect: Effect.Effect<A, E>): Exit.Exit<A, E> =>
   Exit.isExit(effect) ? (effect as Exit.Exit<A, E>) : Effect.runSyncExit(effect)
 
 /** Encodes a value to JSON with a schema's JSON codec (validating it on the way). */
-export const encodeJson = (codec: AnySchema, value: unknown) => encoderOf(codec)(value)
+export const encodeJson = (codec: AnySchema, value: unknown): Effect.Effect<unknown, Schema.SchemaError> => {
+  const encoded = fastEncoders.get(codec)?.(value)
+  return encoded !== undefined ? Effect.succeed(encoded) : encoderOf(codec)(value)
+}
 
 /** Decodes stored JSON with a schema's JSON codec. */
 export const decodeJson = (codec: AnySchema, value: unknown): Effect.Effect<unknown, Schema.SchemaError> => {
@@ -64,7 +70,10 @@ const undefinedEncodings = new WeakMap<AnySchema, Exit.Exit<unknown, Schema.Sche
 
 /** Synchronous variants for the worker's hot path (contract schemas need no services). */
 export const encodeJsonExit = (codec: AnySchema, value: unknown): Exit.Exit<unknown, Schema.SchemaError> => {
-  if (value !== undefined) return exitOf(encoderOf(codec)(value))
+  if (value !== undefined) {
+    const encoded = fastEncoders.get(codec)?.(value)
+    return encoded !== undefined ? Exit.succeed(encoded) : exitOf(encoderOf(codec)(value))
+  }
   let exit = undefinedEncodings.get(codec)
   if (exit === undefined) undefinedEncodings.set(codec, exit = exitOf(encoderOf(codec)(undefined)))
   return exit
