@@ -118,7 +118,7 @@ const sameValue = (a: unknown, b: unknown): boolean => {
   return ka.length === kb.length && ka.every((k, i) => k === kb[i] && sameValue((a as any)[k], (b as any)[k]))
 }
 
-describe("the fast path of JSON decoding", () => {
+describe("the fast paths of JSON decoding and encoding", () => {
   it("is compiled for the schemas it covers and for no other", () => {
     for (const [name, schema] of Object.entries(covered)) {
       assert.isDefined(compileFastDecoder(schema.ast), name)
