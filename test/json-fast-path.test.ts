@@ -4,7 +4,7 @@
  * they cannot be sure of.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Exit, Schema } from "effect"
+import { Exit, Schema, type SchemaAST } from "effect"
 import { compileFastDecoder, compileFastEncoder } from "../src/internal/jsonFastPath.ts"
 
 /** A small deterministic generator, so a failure can be replayed. */
@@ -108,6 +108,39 @@ const holdsUnencoded = (value: unknown): boolean =>
 /** A value with its undefined and non-finite numbers spelled out. */
 const show = (value: unknown) => JSON.stringify(value, (_, v) => (v === undefined ? "<undefined>" : typeof v === "number" && !Number.isFinite(v) ? `<${v}>` : v))
 
+/**
+ * For 3,000 inputs per covered schema: where the fast path answers, Schema's
+ * JSON codec succeeds with the same value; where Schema succeeds and
+ * `mustAnswer` holds, the fast path answers.
+ */
+const agreesWithSchema = (options: {
+  readonly compileFast: (ast: SchemaAST.AST) => ((input: unknown) => unknown) | undefined
+  readonly schemaParser: (codec: Schema.Codec<unknown, unknown>) => (input: unknown) => Exit.Exit<unknown, unknown>
+  readonly input: (name: keyof typeof covered, n: number) => unknown
+  readonly mustAnswer: (input: unknown) => boolean
+}) => {
+  for (const [name, schema] of Object.entries(covered) as Array<[keyof typeof covered, Schema.Codec<unknown, unknown>]>) {
+    const fast = options.compileFast(schema.ast)!
+    const parse = options.schemaParser(Schema.toCodecJson(schema))
+    let valid = 0
+    for (let n = 0; n < 3000; n++) {
+      const input = options.input(name, n)
+      const expected = parse(input)
+      const got = fast(input)
+      if (Exit.isSuccess(expected)) {
+        valid++
+        if (options.mustAnswer(input)) assert.isDefined(got, `${name}: no answer for ${show(input)}`)
+      }
+      if (got === undefined) continue
+      assert.isTrue(Exit.isSuccess(expected), `${name}: answered for ${show(input)}, which Schema rejects`)
+      if (Exit.isSuccess(expected)) {
+        assert.isTrue(sameValue(got, expected.value), `${name}: ${show(input)} gave ${show(got)}, Schema ${show(expected.value)}`)
+      }
+    }
+    assert.isAbove(valid, 200, name)
+  }
+}
+
 /** Equal values with their keys in the same order. */
 const sameValue = (a: unknown, b: unknown): boolean => {
   if (Object.is(a, b)) return true
@@ -133,56 +166,26 @@ describe("the fast paths of JSON decoding and encoding", () => {
   it("encodes as Schema's JSON codec does wherever it answers, and answers for every valid value without undefined or a non-finite number", () => {
     const next = random(13)
     const shapes = shaped(next, true)
-    for (const [name, schema] of Object.entries(covered) as Array<[keyof typeof covered, Schema.Codec<unknown, unknown>]>) {
-      const fast = compileFastEncoder(schema.ast)!
-      const encode = Schema.encodeUnknownExit(Schema.toCodecJson(schema))
-      let valid = 0
-      for (let n = 0; n < 3000; n++) {
-        // The value as a program holds it: undefined and non-finite numbers included.
-        const input = n % 2 === 0 ? shapes[name]() : jsonValue(next, 0, true)
-        const expected = encode(input)
-        const got = fast(input)
-        if (Exit.isSuccess(expected)) {
-          valid++
-          if (!holdsUnencoded(input)) assert.isDefined(got, `${name}: no answer for ${show(input)}`)
-        }
-        if (got === undefined) continue
-        assert.isTrue(Exit.isSuccess(expected), `${name}: answered for ${show(input)}, which Schema rejects`)
-        if (Exit.isSuccess(expected)) {
-          assert.isTrue(sameValue(got, expected.value), `${name}: ${show(input)} gave ${show(got)}, Schema ${show(expected.value)}`)
-        }
-      }
-      assert.isAbove(valid, 200, name)
-    }
+    agreesWithSchema({
+      compileFast: compileFastEncoder,
+      schemaParser: (codec) => Schema.encodeUnknownExit(codec),
+      // The value as a program holds it: undefined and non-finite numbers included.
+      input: (name, n) => (n % 2 === 0 ? shapes[name]() : jsonValue(next, 0, true)),
+      mustAnswer: (input) => !holdsUnencoded(input)
+    })
   })
 
   it("decodes as Schema's JSON codec does wherever it answers, and answers for every valid value without null or a non-finite number's string", () => {
     const next = random(11)
     const shapes = shaped(next)
-    for (const [name, schema] of Object.entries(covered) as Array<[keyof typeof covered, Schema.Codec<unknown, unknown>]>) {
-      const fast = compileFastDecoder(schema.ast)!
-      const decode = Schema.decodeUnknownExit(Schema.toCodecJson(schema))
-      let valid = 0
-      for (let n = 0; n < 3000; n++) {
-        // The input is what the store hands back: parsed JSON.
-        const input = JSON.parse(JSON.stringify(n % 2 === 0 ? shapes[name]() : jsonValue(next, 0)))
-        const expected = decode(input)
-        const got = fast(input)
-        if (Exit.isSuccess(expected)) {
-          valid++
-          // Only null (maybe undefined's JSON form) and these strings need Schema.
-          if (!/null|"NaN"|"-?Infinity"/.test(JSON.stringify(input))) {
-            assert.isDefined(got, `${name}: no answer for ${JSON.stringify(input)}`)
-          }
-        }
-        if (got === undefined) continue
-        assert.isTrue(Exit.isSuccess(expected), `${name}: answered for ${JSON.stringify(input)}, which Schema rejects`)
-        if (Exit.isSuccess(expected)) {
-          assert.isTrue(sameValue(got, expected.value), `${name}: ${JSON.stringify(input)} gave ${JSON.stringify(got)}, Schema ${JSON.stringify(expected.value)}`)
-        }
-      }
-      assert.isAbove(valid, 200, name)
-    }
+    agreesWithSchema({
+      compileFast: compileFastDecoder,
+      schemaParser: (codec) => Schema.decodeUnknownExit(codec),
+      // The input is what the store hands back: parsed JSON.
+      input: (name, n) => JSON.parse(JSON.stringify(n % 2 === 0 ? shapes[name]() : jsonValue(next, 0))),
+      // Only null (maybe undefined's JSON form) and these strings need Schema.
+      mustAnswer: (input) => !/null|"NaN"|"-?Infinity"/.test(JSON.stringify(input))
+    })
   })
 
   it("leaves to Schema what only Schema can tell", () => {
