@@ -39,7 +39,9 @@ const covered = {
   nullable: Schema.NullOr(Schema.Struct({ a: Schema.String })),
   tagged: Schema.Union([Schema.Struct({ _tag: Schema.Literal("A") }), Schema.Struct({ _tag: Schema.Literal("B"), b: Schema.Number })]),
   // Both members take { a: 1, b: "x" }: the first one decides.
-  overlapping: Schema.Union([Schema.Struct({ a: Schema.Number }), Schema.Struct({ a: Schema.Number, b: Schema.String })])
+  overlapping: Schema.Union([Schema.Struct({ a: Schema.Number }), Schema.Struct({ a: Schema.Number, b: Schema.String })]),
+  // Its tag has a constructor default, which decoding and encoding do not use.
+  taggedStruct: Schema.TaggedStruct("A", { n: Schema.Number, t: Schema.optionalKey(Schema.String) })
 }
 /** Schemas it does not cover: transformations, declarations, records, tuples, empty structs, bigints, unknown values. */
 const uncovered = {
@@ -97,7 +99,8 @@ const shaped = (next: () => number, more = false): Record<keyof typeof covered, 
     numbers: () => maybe(() => [1, 2, pick([3, "Infinity"])]),
     nullable: () => maybe(() => pick([null, { a: "a" }, { a: 1 }])),
     tagged: () => maybe(() => pick([{ _tag: "A", b: 1 }, { _tag: "B", b: 2 }, { _tag: "B" }, { _tag: "C" }])),
-    overlapping: () => maybe(() => pick([{ a: 1, b: "x" }, { b: "x" }, { a: "1", b: "x" }]))
+    overlapping: () => maybe(() => pick([{ a: 1, b: "x" }, { b: "x" }, { a: "1", b: "x" }])),
+    taggedStruct: () => maybe(() => pick([{ _tag: "A", n: 1 }, { _tag: "A", n: 2, t: "s", extra: 1 }, { _tag: "B", n: 1 }, { n: 1 }]))
   }
 }
 
