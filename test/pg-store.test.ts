@@ -323,6 +323,10 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
       assert.deepStrictEqual(stale, [undefined])
       const beat = yield* store.heartbeat("00000000-0000-4000-8000-00000000000a", [a!.id], 30_000)
       assert.deepStrictEqual(beat.lost, [a!.id])
+      // Nor does that heartbeat make A's lease again (as one still in flight
+      // when its worker retires would have): only a claim does.
+      const [leases] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM conductor.workers WHERE id = '00000000-0000-4000-8000-00000000000a'`
+      assert.strictEqual(leases!.n, 0)
       assert.strictEqual((yield* store.get(a!.id))!.status, "running")
       assert.deepStrictEqual(yield* store.steps(a!.id), [])
       // B's completion lands.

@@ -376,6 +376,9 @@ export const makeWithInspector: Effect.Effect<
 
   const heartbeat: StoreService["heartbeat"] = (workerId, ids, leaseMillis) =>
     read((t) => {
+      // A worker whose lease was taken by a recovery, or retired, holds
+      // nothing, and a heartbeat does not make its lease again (see the SQL).
+      if (!workers.has(workerId)) return { lost: [...ids], cancelRequested: [], dispatched: 0 }
       // The worker's lease alone changes: no execution does.
       workers.set(workerId, t + leaseMillis)
       const lost: Array<string> = []

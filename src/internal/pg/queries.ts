@@ -244,20 +244,22 @@ export const queries = (S: string) => ({
    * everything leased to it, and reads which of $2 it still holds (rows not
    * returned are no longer its own) and their cancel requests, and how many
    * executions invokes have dispatched to it (0011; on every row, and on one
-   * with a NULL id when it holds none of $2). When the
-   * worker's row had to be inserted (xmax 0), a lease recovery took it, and
-   * everything with it: then nothing is held, even where this statement's
-   * snapshot (taken before that recovery committed) still shows the lease.
+   * with a NULL id when it holds none of $2). It never makes the worker's
+   * row: a row that is gone was taken by a lease recovery, with everything
+   * leased to it (no row comes back: nothing is held, even where this
+   * statement's snapshot, taken before that recovery committed, still shows
+   * the lease), or removed at the worker's shutdown, which a heartbeat still
+   * in flight must not undo. The worker's next claim makes it again.
    */
   heartbeat: `
     WITH alive AS (
-      INSERT INTO ${S}.workers (id, expires_at) VALUES ($1, now() + $3 * interval '1 millisecond')
-      ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at
-      RETURNING xmax = 0 AS inserted, dispatched
+      UPDATE ${S}.workers SET expires_at = now() + $3 * interval '1 millisecond'
+      WHERE id = $1
+      RETURNING dispatched
     )
     SELECT alive.dispatched, e.id, e.cancel_reason FROM alive
     LEFT JOIN ${S}.executions e
-      ON e.id = ANY($2::uuid[]) AND e.lease_owner = $1 AND e.status = 'running' AND NOT alive.inserted`,
+      ON e.id = ANY($2::uuid[]) AND e.lease_owner = $1 AND e.status = 'running'`,
 
   /**
    * Workers whose lease expired (they died, or lost the database for longer
