@@ -49,12 +49,6 @@ const encoderOf = (codec: AnySchema): Parser => {
 const exitOf = <A, E>(effect: Effect.Effect<A, E>): Exit.Exit<A, E> =>
   Exit.isExit(effect) ? (effect as Exit.Exit<A, E>) : Effect.runSyncExit(effect)
 
-/** Encodes a value to JSON with a schema's JSON codec (validating it on the way). */
-export const encodeJson = (codec: AnySchema, value: unknown): Effect.Effect<unknown, Schema.SchemaError> => {
-  const encoded = fastEncoders.get(codec)?.(value)
-  return encoded !== undefined ? Effect.succeed(encoded) : encoderOf(codec)(value)
-}
-
 /** Decodes stored JSON with a schema's JSON codec. */
 export const decodeJson = (codec: AnySchema, value: unknown): Effect.Effect<unknown, Schema.SchemaError> => {
   const decoded = fastDecoders.get(codec)?.(value)
