@@ -3,7 +3,8 @@
 // Env:
 //   BENCH_SYSTEMS     comma list (default: every implemented system)
 //   BENCH_WORKLOADS   comma list of w1,w2,w3,w4,w5 (default all)
-//   BENCH_REPEAT      repetitions per workload, medians reported (default 3)
+//   BENCH_REPEAT      repetitions per workload, medians reported (default 3; W1 5)
+//   BENCH_W1_REPEAT   repetitions of W1 (default 5, or BENCH_REPEAT when that is set)
 //   BENCH_W1_SIZES    default 20000,100000      BENCH_W1_PROCESSES default 1,2
 //   BENCH_W2_COUNT    default 500               BENCH_W2_RATE      default 100 (per second)
 //   BENCH_W3_WORKFLOWS default 500  BENCH_W3_STEPS default 10  BENCH_W3_INFLIGHT default 24
@@ -35,6 +36,12 @@ const LOAD_AT_START = os.loadavg().map((x) => Math.round(x * 100) / 100)
 const list = (v: string | undefined, d: string) => (v ?? d).split(",").map((s) => s.trim()).filter(Boolean)
 const int = (v: string | undefined, d: number) => (v ? Number(v.replace(/_/g, "")) : d)
 const REPEAT = int(env.BENCH_REPEAT, 3)
+// W1 carries eight of the targets' ratios, and one drain of 20k jobs lasts a
+// few tenths of a second: its speed varies by a fifth from one drain to the
+// next on this machine. Five repetitions cost about two minutes more than
+// three (W1 takes about a minute per repetition, all systems) and steady the medians.
+const W1_REPEAT = int(env.BENCH_W1_REPEAT, env.BENCH_REPEAT ? REPEAT : 5)
+const repeatOf = (workload: string) => (workload === "w1" ? W1_REPEAT : REPEAT)
 const WORKLOADS = new Set(list(env.BENCH_WORKLOADS, "w1,w2,w3,w4,w5"))
 const SYSTEMS = env.BENCH_SYSTEMS ? new Set(list(env.BENCH_SYSTEMS, "")) : undefined
 const W1_SIZES = list(env.BENCH_W1_SIZES, "20000,100000").map((x) => int(x, 0))
@@ -100,7 +107,7 @@ const main = async () => {
   for (const s of selected) if (!s.implemented) log(`${s.name}: not implemented yet, skipped`)
   const systems = selected.filter((s) => s.implemented)
   const plan = systems.flatMap(cases)
-  log(`${plan.length} cases x ${REPEAT} repeats on Node ${process.version}`)
+  log(`${plan.length} cases x ${REPEAT} repeats (W1: ${W1_REPEAT}) on Node ${process.version}`)
 
   const pgLog: string[] = []
   server = await startServer((l) => {
@@ -124,7 +131,7 @@ const main = async () => {
   for (const c of plan) groups.set(`${c.workload} ${c.label}`, [...(groups.get(`${c.workload} ${c.label}`) ?? []), c])
   const order = [...groups.values()].sort((a, b) => WORKLOAD_ORDER.indexOf(a[0]!.workload) - WORKLOAD_ORDER.indexOf(b[0]!.workload))
   let dbSeq = 0
-  for (const group of order) for (let r = 1; r <= REPEAT; r++) for (const c of group) {
+  for (const group of order) for (let r = 1; r <= repeatOf(group[0]!.workload); r++) for (const c of group) {
     const st = state.get(c)!
     if (st.error) continue
     const dbs: string[] = []
@@ -179,6 +186,7 @@ const main = async () => {
     platform: `${process.platform} ${process.arch}`,
     cpus: os.cpus().length,
     repeat: REPEAT,
+    w1Repeat: W1_REPEAT,
     postgres: { source: server.source, ...serverSettings },
     systems: Object.fromEntries(systems.map((s) => [s.name, s.settings()])),
     results
@@ -198,12 +206,12 @@ const roundAll = (o: Record<string, number | undefined>) =>
 const fmt = (v: number | undefined, digits = 0) =>
   v === undefined || Number.isNaN(v) ? "–" : v.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })
 
-const markdown = (rep: { loadAverage: { atStart: number[] }; results: CaseResult[]; postgres: Record<string, string>; systems: Record<string, unknown>; node: string; repeat: number; cpus: number }) => {
+const markdown = (rep: { loadAverage: { atStart: number[] }; results: CaseResult[]; postgres: Record<string, string>; systems: Record<string, unknown>; node: string; repeat: number; w1Repeat: number; cpus: number }) => {
   const out: string[] = []
   const rs = rep.results
   const by = (w: string) => rs.filter((r) => r.workload === w)
   const err = (r: CaseResult) => (r.error ? ` (failed: ${r.error.split("\n")[0]})` : "")
-  out.push(`## Benchmark results (median of ${rep.repeat}; Node ${rep.node}; ${rep.cpus} CPUs; load average at start ${rep.loadAverage.atStart.join(" ")})`)
+  out.push(`## Benchmark results (median of ${rep.repeat}, of W1 ${rep.w1Repeat}; Node ${rep.node}; ${rep.cpus} CPUs; load average at start ${rep.loadAverage.atStart.join(" ")})`)
   out.push("")
   if (by("w1").length) {
     out.push("### W1 burn-down (no-op jobs inserted in bulk, then drained)", "")
