@@ -157,6 +157,8 @@ const exchanges = 2
 const maxChainDepth = 100
 /** Ids of orphans given back that a worker remembers, to drop a dispatch signal for one that arrives late. */
 const maxGivenBack = 10_000
+/** Claims in a row that may start after the previous one's last execution (see claimNext). */
+const maxCursorClaims = 8
 /** How soon a due execution that was locked during promotion is looked at again. */
 const skippedRetryMillis = 20
 /** How often a worker deletes expired finished executions (see `Task.Retention`), and how many per statement. */
@@ -470,7 +472,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
       // A slot that stays free (not taken by the buffer, nor by this execution claimed again).
       if (offerStanding > 0 && buffered.length === 0 && control.next === undefined && !stopping && !offersSuspended) credits++
       if (stopping && runs.size === 0) Deferred.doneUnsafe(runsEnded, Effect.void)
-      if (backlog && !stopping && buffered.length < config.concurrency) want()
+      if (backlog && !stopping && buffered.length < config.concurrency) wantMore()
       if (outcome === undefined && control.next !== undefined) {
         if (!stopping) {
           buffered.unshift(control.next)
@@ -538,11 +540,27 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
      */
     let wanted = true
     let wantedSeq = 0
+    /** Claimable work may be waiting: a signal, a registration, executions given back. */
     const want = () => {
+      announced++
+      wantMore()
+    }
+    /** Room for more during a backlog: the queue is read on from where the last claim ended. */
+    const wantMore = () => {
       wanted = true
       wantedSeq++
       Queue.offerUnsafe(wakeups, undefined)
     }
+    /** Counts `want`: work that may lie before the cursor (see claimNext). */
+    let announced = 0
+    /**
+     * The last execution of the last claim, when it came back full, and
+     * `announced` when that claim was sent: the next claim may start after it
+     * (ClaimOptions.after) if nothing was announced since.
+     */
+    let cursor: { readonly after: string; readonly announced: number } | undefined
+    /** Claims in a row that started after a cursor. */
+    let cursorClaims = 0
     /**
      * A claim is in flight: claims go one at a time, so they come back in
      * claim order. Also taken while given-up leases are settled (see
@@ -609,6 +627,17 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
         credits = 0
         const offer = store.offers && !offersSuspended ? Math.max(0, free - buffered.length - creditsInFlight) : 0
         if (offer > 0) offered = true
+        // After a full claim, start where it ended: the rows it took are
+        // still at the head of the claim index, running. Not after any sign
+        // of work that may lie before that point, and not more than
+        // `maxCursorClaims` times in a row, so a row passed over because it
+        // was locked is not left behind for long.
+        const after = cursor !== undefined && cursor.announced === announced && cursorClaims < maxCursorClaims
+          ? cursor.after
+          : undefined
+        cursorClaims = after === undefined ? 0 : cursorClaims + 1
+        const announcedAtClaim = announced
+        cursor = undefined
         let failed = false
         const claimed = yield* store.claim({
           queue,
@@ -618,7 +647,8 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
           leaseMillis: config.leaseMillis,
           offer,
           offerMillis,
-          received: dispatchesReceived
+          received: dispatchesReceived,
+          after
         }).pipe(
           Effect.ensuring(startPeriodic),
           Effect.catch((error) => {
@@ -627,6 +657,7 @@ const make = (options: WorkerOptions): Effect.Effect<Worker["Service"], InvalidC
           })
         )
         backlog = claimed.length === limit
+        if (backlog) cursor = { after: claimed[claimed.length - 1]!.id, announced: announcedAtClaim }
         // As the claim function decides: an offer stands when the claim came
         // back short with slots left over (migrations/0011); any other claim
         // ended it (0012).

@@ -444,6 +444,34 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
       assert.deepStrictEqual(updates, { updated: 200, hot: 200 })
     }))
 
+  it.effect("a claim given the last execution of a full claim starts after it, and fills up from the head when what follows runs short", () =>
+    Effect.gen(function*() {
+      const store = yield* Store
+      const worker = crypto.randomUUID()
+      const claim = (limit: number, after?: string) =>
+        Effect.map(
+          store.claim({ queue: "cursor", tasks: ["job"], limit, workerId: worker, leaseMillis: 30_000, after }),
+          (claimed) => claimed.map((c) => c.id)
+        )
+      const row = (priority: number) => ({ id: crypto.randomUUID(), task: "job", queue: "cursor", payload: {}, priority, maxAttempts: 3 })
+      // One statement, one run_at: their claim order is their ids'.
+      const backlog = Array.from({ length: 6 }, () => row(0)).sort((a, b) => a.id < b.id ? -1 : 1)
+      const [a1, a2, a3, a4, a5, a6] = backlog.map((r) => r.id)
+      yield* store.insert(backlog)
+      assert.deepStrictEqual(yield* claim(2), [a1, a2])
+      // Before the cursor in claim order: left to a claim without one while the rows after it suffice.
+      const urgent = row(5)
+      yield* store.insert([urgent])
+      assert.deepStrictEqual(yield* claim(2, a2), [a3, a4])
+      // Two rows after the cursor for a claim of three: the third comes from the head.
+      assert.deepStrictEqual(yield* claim(3, a4), [urgent.id, a5, a6])
+      // A cursor no longer in the table (finished since): a claim from the head.
+      const late = Array.from({ length: 2 }, () => row(0)).sort((a, b) => a.id < b.id ? -1 : 1)
+      yield* store.insert(late)
+      yield* store.finish(worker, [{ _tag: "Completed", id: a6!, result: null }])
+      assert.deepStrictEqual(yield* claim(5, a6), late.map((r) => r.id))
+    }))
+
   it.effect("finishing a batch names the awaited executions to result waiters, in notifications that fit, and no others", () =>
     Effect.gen(function*() {
       const store = yield* Store
@@ -700,8 +728,9 @@ layer(pgStack(), { excludeTestServices: true })("plans and table growth", (it) =
       const found = yield* sql<{ proname: string; proconfig: Array<string> | null }>`
         SELECT p.proname, p.proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
         WHERE n.nspname = 'conductor' AND p.proname IN ${sql.in(hot)} ORDER BY p.proname`
-      // Two claims: the worker's (with its offer, 0011) and the one before it, kept for a rolling upgrade.
-      assert.deepStrictEqual(found.map((f) => f.proname), [...hot, "claim"].sort())
+      // Three claims: the worker's (with its cursor, 0014) and the two before it (0011's with an
+      // offer, 0004's without), kept for workers of earlier versions during a rolling upgrade.
+      assert.deepStrictEqual(found.map((f) => f.proname), [...hot, "claim", "claim"].sort())
       for (const f of found) {
         assert.includeMembers(f.proconfig ?? [], ["enable_seqscan=off", "plan_cache_mode=force_generic_plan"], f.proname)
       }
@@ -737,6 +766,10 @@ layer(pgStack(), { excludeTestServices: true })("plans and table growth", (it) =
       yield* sql.unsafe(`ANALYZE ${schema}.executions, ${schema}.finished_executions, ${schema}.steps`)
       const some = crypto.randomUUID()
       const worker = crypto.randomUUID()
+      // The last execution of a worker's full claim, where its next claim starts.
+      const cursor = crypto.randomUUID()
+      yield* sql.unsafe(`INSERT INTO ${schema}.executions (id, task, queue, status, payload, max_attempts, lease_owner)
+        VALUES ($1, 't', 'q', 'running', '{}', 1, $2)`, [cursor, worker])
       const probe = Effect.all([
         store.get(some),
         store.children(some),
@@ -748,8 +781,11 @@ layer(pgStack(), { excludeTestServices: true })("plans and table growth", (it) =
         store.promoteDue,
         store.recoverExpiredLeases,
         store.claim({ queue: "nobody", tasks: ["t"], limit: 10, workerId: worker, leaseMillis: 60_000 }),
-        // The claim kept for workers of the version before direct dispatch (0010's).
+        // From a cursor (0014): the queue's rows after it, then from the head (no task matches: nothing taken).
+        store.claim({ queue: "q", tasks: ["nobody"], limit: 10, workerId: worker, leaseMillis: 60_000, after: cursor }),
+        // The claims kept for workers of earlier versions: before direct dispatch (0010's), and before cursors (0013's).
         own.unsafe(`SELECT * FROM ${schema}.claim('nobody', ARRAY['t'], 10, $1::uuid, 60000)`, [worker]),
+        own.unsafe(`SELECT * FROM ${schema}.claim('nobody', ARRAY['t'], 10, $1::uuid, 60000, 0, 0, 0)`, [worker]),
         // Per-batch statements: finish, requeue, step and child writes, and the result waiters' marks.
         store.finish(worker, [{ _tag: "Completed", id: some, result: null }, { _tag: "Released", id: crypto.randomUUID() }]),
         store.awaitOutcomes([some]),

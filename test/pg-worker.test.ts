@@ -341,6 +341,94 @@ layer(pgStack(), { excludeTestServices: true })("starting", (it) => {
     }))
 })
 
+/** Every claim the worker sends: where it starts (`after`), its limit, and what it took. */
+interface LoggedClaim {
+  readonly after: string | undefined
+  readonly limit: number
+  claimed: ReadonlyArray<string>
+}
+const loggedClaims = (claims: Array<LoggedClaim>) =>
+  Layer.effect(
+    Store,
+    Effect.map(Effect.service(Store), (store) =>
+      Store.of({
+        ...store,
+        claim: (options) => {
+          const entry: LoggedClaim = { after: options.after, limit: options.limit, claimed: [] }
+          claims.push(entry)
+          return Effect.tap(store.claim(options), (claimed) => Effect.sync(() => (entry.claimed = claimed.map((e) => e.id))))
+        }
+      }))
+  )
+
+layer(pgStack(), { excludeTestServices: true })("claiming a backlog", (it) => {
+  it.effect("each claim starts where the previous full one ended, eight in a row at most, and the backlog is taken in claim order", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      // One statement: one run_at, so the claim order is the ids' order.
+      const ids = yield* conductor.invokeMany(Job, Array.from({ length: 120 }, (_, n) => ({ payload: { n } })))
+      const claims: Array<LoggedClaim> = []
+      yield* withWorker(JobLive, { concurrency: 2, prefetch: 2 }, Effect.forEach(ids, (id) => conductor.result(Job, id))).pipe(
+        Effect.provide(loggedClaims(claims)),
+        Effect.timeout("20 seconds")
+      )
+      const taking = claims.filter((claim) => claim.claimed.length > 0)
+      assert.deepStrictEqual(taking.flatMap((claim) => claim.claimed), [...ids].sort())
+      let inARow = 0
+      let fromCursor = 0
+      claims.forEach((claim, i) => {
+        if (claim.after === undefined) return void (inARow = 0)
+        const previous = claims[i - 1]!
+        assert.strictEqual(previous.claimed.length, previous.limit, "a cursor only after a full claim")
+        assert.strictEqual(claim.after, previous.claimed.at(-1), "the last execution of the previous claim")
+        assert.isAtMost(++inARow, 8)
+        fromCursor++
+      })
+      // Start-up wakes the worker a few times (its listener, its first maintenance pass): then cursors.
+      assert.isAtLeast(fromCursor, taking.length / 2, JSON.stringify(claims.map((c) => [c.after !== undefined, c.claimed.length])))
+    }))
+
+  it.effect("work announced during a backlog is claimed from the head: a higher priority goes next", () =>
+    Effect.gen(function*() {
+      const conductor = yield* Conductor
+      const gate = yield* Deferred.make<void>()
+      const entered = yield* Deferred.make<void>()
+      /** The execution that holds the worker: the 21st in claim order. */
+      let gated: string | undefined
+      const Gated = Task.make("gated", { payload: Schema.Struct({ n: Schema.Number }) })
+      const GatedLive = Gated.toLayer(() =>
+        Effect.flatMap(Durable.execution, (execution) =>
+          execution.id === gated ? Effect.andThen(Deferred.succeed(entered, undefined), Deferred.await(gate)) : Effect.void)
+      )
+      // One statement: one run_at, so the claim order is the ids' order.
+      const backlog = [...yield* conductor.invokeMany(Gated, Array.from({ length: 40 }, (_, n) => ({ payload: { n } })))].sort()
+      gated = backlog[20]
+      const claims: Array<LoggedClaim> = []
+      const urgent = yield* withWorker(GatedLive, { ...noPoll, concurrency: 1, prefetch: 0 }, Effect.gen(function*() {
+        // Claims of one: the worker holds the gated execution and claims nothing more until it ends.
+        yield* Deferred.await(entered)
+        const signals = yield* (yield* Store).signals
+        const urgent = yield* conductor.invoke(Gated, { n: -1 }, { priority: 5 })
+        // Once this subscription has its Work signal, so has the worker's (one publish reaches
+        // both); its next claim waits for the gated execution's outcome to be written.
+        yield* workFor(signals, "default")
+        yield* Deferred.succeed(gate, undefined)
+        yield* Effect.forEach([urgent, ...backlog], (id) => conductor.result(Gated, id))
+        return urgent
+      }).pipe(Effect.scoped)).pipe(Effect.provide(loggedClaims(claims)), Effect.timeout("20 seconds"))
+      const taking = claims.filter((claim) => claim.claimed.length > 0)
+      const holding = taking.findIndex((claim) => claim.claimed.includes(gated!))
+      // Without the invoke, the next claim would have started after the gated execution: the
+      // claim that took it came back full, and was not the last of eight cursor claims in a row.
+      let inARow = 0
+      while (taking[holding - inARow]?.after !== undefined) inARow++
+      assert.isBelow(inARow, 8, JSON.stringify(claims))
+      // It started from the head instead, and took the invoke.
+      assert.deepStrictEqual(taking[holding + 1], { after: undefined, limit: 1, claimed: [urgent] })
+      assert.deepStrictEqual(taking.flatMap((claim) => claim.claimed), [...backlog.slice(0, 21), urgent, ...backlog.slice(21)])
+    }))
+})
+
 layer(pgStack(), { excludeTestServices: true })("promotion", (it) => {
   it.effect("a due execution that was locked while its worker promoted runs once the lock goes, without waiting for the poll", () =>
     Effect.gen(function*() {

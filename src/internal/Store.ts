@@ -86,6 +86,14 @@ export interface ClaimOptions {
    * beyond it are still on their way, and take offered slots.
    */
   readonly received?: number | undefined
+  /**
+   * The last execution of the worker's previous claim, which came back full:
+   * the claim may start after it in claim order, past what that claim took.
+   * What lies before it (a higher priority, work promoted since) is left to a
+   * claim without it; still, the claim comes back short only when the queue
+   * looked empty. A store may ignore it.
+   */
+  readonly after?: string | undefined
 }
 
 export interface ClaimedExecution {

@@ -340,7 +340,8 @@ export const make = (
           o.leaseMillis,
           listenerUp ? o.offer ?? 0 : 0,
           o.offerMillis ?? 0,
-          o.received ?? 0
+          o.received ?? 0,
+          o.after ?? null
         ]),
         toClaimed
       )

@@ -157,10 +157,12 @@ export const queries = (S: string) => ({
     FROM inserted i`,
 
   /**
-   * Claims a batch (`claim`, migrations/0004): the partial claim index holds
-   * only 'pending' rows in claim order, so it reads `limit` index entries;
-   * SKIP LOCKED lets concurrent claimers take disjoint batches without waiting
-   * on each other. Its commit does not wait for the WAL flush: if the server
+   * Claims a batch (`claim`, migrations/0004, 0013 and 0014): the partial
+   * claim index holds the runnable rows in claim order; the claim passes over
+   * the running ones at its head, or starts after $9, the last row of the
+   * worker's previous full claim. SKIP LOCKED lets concurrent claimers take
+   * disjoint batches without waiting on each other. Its commit does not wait
+   * for the WAL flush: if the server
    * crashed before the flush, the claim would be lost and the execution run
    * again without that attempt counted, which at-least-once allows; anything
    * durable the handler writes is committed with a flush, which covers the
@@ -174,7 +176,7 @@ export const queries = (S: string) => ({
       SELECT set_config('synchronous_commit', 'off', true) AS setting
     )
     SELECT c.id, c.task, c.payload, c.attempts, c.max_attempts, c.parent_id, c.fresh
-    FROM relaxed, ${S}.claim($1, $2::text[], $3, $4, $5, $6, $7, $8) AS c`,
+    FROM relaxed, ${S}.claim($1, $2::text[], $3, $4, $5, $6, $7, $8, $9::uuid) AS c`,
 
   /**
    * Finishes a batch for good (`finish`, migrations/0004 and 0005): $1
