@@ -472,6 +472,28 @@ layer(pgStack(), { excludeTestServices: true })("leases", (it) => {
       assert.deepStrictEqual(yield* claim(5, a6), late.map((r) => r.id))
     }))
 
+  it.effect("completions of tasks that keep none are deleted, with their steps when they may have some; an awaited one is finished as usual", () =>
+    Effect.gen(function*() {
+      const store = yield* Store
+      const worker = crypto.randomUUID()
+      const row = () => ({ id: crypto.randomUUID(), task: "job", queue: "keepless", payload: {}, priority: 0, maxAttempts: 3 })
+      const [plain, awaited, stepped, plain2] = [row(), row(), row(), row()]
+      yield* store.insert([plain, awaited, stepped, plain2])
+      const claimed = yield* store.claim({ queue: "keepless", tasks: ["job"], limit: 4, workerId: worker, leaseMillis: 30_000 })
+      assert.strictEqual(claimed.length, 4)
+      yield* store.recordSteps(worker, [{ executionId: stepped.id, record: { name: "s", kind: "step", value: 1, error: undefined, attempt: 1 } }])
+      yield* store.awaitOutcomes([awaited.id])
+      const completed = (id: string, steps: boolean) => ({ _tag: "Completed" as const, id, result: 7, discard: { steps } })
+      // A batch with no step records to delete, then one with.
+      yield* store.finish(worker, [completed(plain.id, false), completed(awaited.id, false)])
+      yield* store.finish(worker, [completed(stepped.id, true), completed(plain2.id, false)])
+      for (const gone of [plain, stepped, plain2]) assert.isUndefined(yield* store.get(gone.id))
+      assert.deepStrictEqual(yield* store.steps(stepped.id), [])
+      const kept = yield* store.get(awaited.id)
+      assert.strictEqual(kept?.status, "completed")
+      assert.deepStrictEqual((yield* store.outcomes([awaited.id])).map((o) => o.id), [awaited.id])
+    }))
+
   it.effect("finishing a batch names the awaited executions to result waiters, in notifications that fit, and no others", () =>
     Effect.gen(function*() {
       const store = yield* Store
