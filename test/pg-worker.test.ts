@@ -3,7 +3,7 @@
  * timeouts, shutdown, and cancellation reaching running handlers.
  */
 import { assert, layer } from "@effect/vitest"
-import { Deferred, Effect, Layer, Schema } from "effect"
+import { Deferred, Effect, Layer, Queue, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { Conductor } from "../src/Conductor.ts"
 import { StoreError } from "../src/Errors.ts"
@@ -367,11 +367,15 @@ layer(pgStack(), { excludeTestServices: true })("claiming a backlog", (it) => {
       const conductor = yield* Conductor
       // One statement: one run_at, so the claim order is the ids' order.
       const ids = yield* conductor.invokeMany(Job, Array.from({ length: 120 }, (_, n) => ({ payload: { n } })))
+      // The handlers report here: awaiting results would mark pending rows, and a claim
+      // passes over a row a mark holds at that moment.
+      const ran = yield* Queue.unbounded<number>()
       const claims: Array<LoggedClaim> = []
-      yield* withWorker(JobLive, { concurrency: 2, prefetch: 2 }, Effect.forEach(ids, (id) => conductor.result(Job, id))).pipe(
-        Effect.provide(loggedClaims(claims)),
-        Effect.timeout("20 seconds")
-      )
+      yield* withWorker(
+        Job.toLayer(({ n }) => Effect.as(Queue.offer(ran, n), n * 2)),
+        { concurrency: 2, prefetch: 2 },
+        Effect.repeat(Queue.take(ran), { times: ids.length - 1 })
+      ).pipe(Effect.provide(loggedClaims(claims)), Effect.timeout("20 seconds"))
       const taking = claims.filter((claim) => claim.claimed.length > 0)
       assert.deepStrictEqual(taking.flatMap((claim) => claim.claimed), [...ids].sort())
       let inARow = 0
@@ -393,17 +397,36 @@ layer(pgStack(), { excludeTestServices: true })("claiming a backlog", (it) => {
       const conductor = yield* Conductor
       const gate = yield* Deferred.make<void>()
       const entered = yield* Deferred.make<void>()
-      /** The execution that holds the worker: the 21st in claim order. */
+      const ran = yield* Queue.unbounded<string>()
+      const claims: Array<LoggedClaim> = []
+      /** Cursor claims in a row up to and including the one at `index`. */
+      const cursorRun = (index: number) => {
+        let run = 0
+        while (claims[index - run]?.after !== undefined) run++
+        return run
+      }
+      /**
+       * The execution that holds the worker: the first, well into the backlog, whose claim
+       * started from a cursor and was not the last of eight such claims in a row, so that
+       * without the invoke the next claim would start from a cursor too.
+       */
       let gated: string | undefined
+      const holds = (id: string) => {
+        if (gated !== undefined) return false
+        const index = claims.findIndex((claim) => claim.claimed.includes(id))
+        if (index < 10 || cursorRun(index) === 0 || cursorRun(index) >= 8) return false
+        gated = id
+        return true
+      }
       const Gated = Task.make("gated", { payload: Schema.Struct({ n: Schema.Number }) })
       const GatedLive = Gated.toLayer(() =>
         Effect.flatMap(Durable.execution, (execution) =>
-          execution.id === gated ? Effect.andThen(Deferred.succeed(entered, undefined), Deferred.await(gate)) : Effect.void)
+          Effect.andThen(
+            Queue.offer(ran, execution.id),
+            holds(execution.id) ? Effect.andThen(Deferred.succeed(entered, undefined), Deferred.await(gate)) : Effect.void
+          ))
       )
-      // One statement: one run_at, so the claim order is the ids' order.
-      const backlog = [...yield* conductor.invokeMany(Gated, Array.from({ length: 40 }, (_, n) => ({ payload: { n } })))].sort()
-      gated = backlog[20]
-      const claims: Array<LoggedClaim> = []
+      const backlog = yield* conductor.invokeMany(Gated, Array.from({ length: 40 }, (_, n) => ({ payload: { n } })))
       const urgent = yield* withWorker(GatedLive, { ...noPoll, concurrency: 1, prefetch: 0 }, Effect.gen(function*() {
         // Claims of one: the worker holds the gated execution and claims nothing more until it ends.
         yield* Deferred.await(entered)
@@ -413,19 +436,15 @@ layer(pgStack(), { excludeTestServices: true })("claiming a backlog", (it) => {
         // both); its next claim waits for the gated execution's outcome to be written.
         yield* workFor(signals, "default")
         yield* Deferred.succeed(gate, undefined)
-        yield* Effect.forEach([urgent, ...backlog], (id) => conductor.result(Gated, id))
+        // Every execution has run (not awaited: a result waiter's mark holds a pending row a moment).
+        yield* Effect.repeat(Queue.take(ran), { times: backlog.length })
         return urgent
       }).pipe(Effect.scoped)).pipe(Effect.provide(loggedClaims(claims)), Effect.timeout("20 seconds"))
       const taking = claims.filter((claim) => claim.claimed.length > 0)
       const holding = taking.findIndex((claim) => claim.claimed.includes(gated!))
-      // Without the invoke, the next claim would have started after the gated execution: the
-      // claim that took it came back full, and was not the last of eight cursor claims in a row.
-      let inARow = 0
-      while (taking[holding - inARow]?.after !== undefined) inARow++
-      assert.isBelow(inARow, 8, JSON.stringify(claims))
-      // It started from the head instead, and took the invoke.
-      assert.deepStrictEqual(taking[holding + 1], { after: undefined, limit: 1, claimed: [urgent] })
-      assert.deepStrictEqual(taking.flatMap((claim) => claim.claimed), [...backlog.slice(0, 21), urgent, ...backlog.slice(21)])
+      // The claim after the one that took the gated execution started from the head, and took the invoke.
+      assert.deepStrictEqual(taking[holding + 1], { after: undefined, limit: 1, claimed: [urgent] }, JSON.stringify(claims))
+      assert.deepStrictEqual(taking.flatMap((claim) => claim.claimed).sort(), [...backlog, urgent].sort())
     }))
 })
 
